@@ -1,0 +1,169 @@
+"""CIFAR-10 in its official python format: find it, read it without extracting, validate it."""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cifar_ray import safe_pickle
+from cifar_ray.errors import UserError
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCH_DIR = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCHES = ("test_batch",)
+CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+SPLITS = ("train", "test")
+MAX_MEMBER_BYTES = 64 * 1024 * 1024  # an official batch is ~31 MB; cap hostile archives
+PIXELS = 32 * 32 * 3
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (N, 32, 32, 3) uint8, channels last
+    labels: np.ndarray  # (N,) int64 in 0..9
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    splits: dict[str, Split]
+    classes: tuple[str, ...]
+    sha256: str  # of the batch bytes as read: identifies the data in the fingerprint
+
+    def limited(self, limit: int | None) -> Dataset:
+        if limit is None:
+            return self
+        cut = {k: Split(s.images[:limit], s.labels[:limit]) for k, s in self.splits.items()}
+        return Dataset(self.name, cut, self.classes, self.sha256)
+
+
+def load(data_dir: str | None, limit: int | None = None) -> Dataset:
+    """Read CIFAR-10 from a folder, its parent, the archive, or Keras' download cache."""
+    reader, where = _open_source(data_dir)
+    digest = hashlib.sha256()
+    splits = {}
+    for split, names in (("train", TRAIN_BATCHES), ("test", TEST_BATCHES)):
+        parts = []
+        for name in names:
+            raw = reader(name)
+            digest.update(raw)
+            parts.append(_parse_batch(raw, f"{where}/{name}"))
+        splits[split] = Split(
+            images=np.concatenate([p[0] for p in parts]),
+            labels=np.concatenate([p[1] for p in parts]),
+        )
+    return Dataset("cifar10", splits, CLASSES, digest.hexdigest()).limited(limit)
+
+
+def download() -> Path:
+    """The official archive through Keras' cache, downloaded once per machine."""
+    import keras
+
+    from cifar_ray.locks import file_lock
+
+    cache = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras")
+    cache = cache.expanduser() / "datasets"
+    cache.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache / "cifar-10-python.lock"):  # keras.utils.get_file has no lock
+        path = keras.utils.get_file(
+            "cifar-10-python.tar.gz", origin=URL, file_hash=ARCHIVE_MD5, cache_subdir="datasets"
+        )
+    return Path(path)
+
+
+def _open_source(data_dir: str | None) -> tuple[Callable[[str], bytes], str]:
+    path = download() if data_dir is None else Path(data_dir).expanduser()
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if path.is_file():
+        return _archive_reader(path), str(path)
+    for folder in (path, path / BATCH_DIR):
+        if (folder / "data_batch_1").exists() or (folder / "test_batch").exists():
+            return _folder_reader(folder), str(folder)
+    archive = path / "cifar-10-python.tar.gz"
+    if archive.is_file():
+        return _archive_reader(archive), str(archive)
+    raise UserError(f"{path}: no CIFAR-10 here (expected {BATCH_DIR}/ or cifar-10-python.tar.gz)")
+
+
+def _folder_reader(folder: Path) -> Callable[[str], bytes]:
+    def read(name: str) -> bytes:
+        file = folder / name
+        if not file.is_file():
+            raise UserError(f"{file}: missing CIFAR-10 batch")
+        if file.stat().st_size > MAX_MEMBER_BYTES:
+            raise UserError(f"{file}: too large for a CIFAR-10 batch")
+        try:
+            return file.read_bytes()
+        except OSError as exc:
+            raise UserError(f"{file}: cannot read ({exc.strerror})") from None
+
+    return read
+
+
+def _archive_reader(archive: Path) -> Callable[[str], bytes]:
+    """Members are read into memory by name; nothing is extracted, so no path can escape."""
+    members = _read_archive(archive)
+
+    def read(name: str) -> bytes:
+        if name not in members:
+            raise UserError(f"{archive}: not a CIFAR-10 archive (no {BATCH_DIR}/{name})")
+        return members[name]
+
+    return read
+
+
+def _read_archive(archive: Path) -> dict[str, bytes]:
+    wanted = set(TRAIN_BATCHES + TEST_BATCHES)
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for info in tar:
+                name = info.name.rsplit("/", 1)[-1]
+                if not info.isfile() or name not in wanted:
+                    continue
+                if info.size > MAX_MEMBER_BYTES:
+                    raise UserError(f"{archive}: member {info.name} is too large for CIFAR-10")
+                handle = tar.extractfile(info)
+                members[name] = handle.read() if handle else b""
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise UserError(f"{archive}: truncated or corrupt archive ({exc})") from None
+    return members
+
+
+def _parse_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = safe_pickle.loads(raw, source)
+    if not isinstance(batch, dict):
+        raise UserError(f"{source}: not a CIFAR batch (a {type(batch).__name__}, not a dict)")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise UserError(f"{source}: not a CIFAR batch (no 'data' and 'labels')")
+    data, labels = batch["data"], batch["labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        kind = getattr(data, "dtype", type(data).__name__)
+        raise UserError(f"{source}: data must be a uint8 array, got {kind}")
+    if data.ndim != 2 or data.shape[1] != PIXELS:
+        raise UserError(f"{source}: data must have shape (N, {PIXELS}), got {data.shape}")
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise UserError(f"{source}: labels are not integers") from None
+    if labels.shape != (len(data),):
+        raise UserError(f"{source}: {len(data)} images but {labels.size} labels")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+        raise UserError(f"{source}: labels must be in 0..{len(CLASSES) - 1}")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels

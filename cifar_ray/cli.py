@@ -1,0 +1,207 @@
+"""The `cifar-ray` command line: extract, train, report, run, inspect, backbones."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from cifar_ray.config import DEFAULT_OUT, ExtractConfig, TrainConfig
+from cifar_ray.errors import ExtractionFailed, UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn CIFAR-10 into embeddings with Ray actors, train classifiers, report.",
+)
+
+EXIT_USER_ERROR, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+Out = Annotated[str, typer.Option("--out", help="Output folder or s3:// URI.")]
+DataDir = Annotated[
+    str | None,
+    typer.Option(help="CIFAR-10 folder, its parent, or the .tar.gz (default: download)."),
+]
+Backbone = Annotated[
+    str, typer.Option(help="Registered name(s), comma-separated, or module:factory.")
+]
+Weights = Annotated[str, typer.Option(help="imagenet, none (seeded random) or a weights file.")]
+ImageSize = Annotated[int | None, typer.Option(help="Upscale 32px to this (default: backbone's).")]
+Limit = Annotated[int | None, typer.Option(help="Keep the first N images of each split.")]
+Seed = Annotated[int, typer.Option(help="Seed for random weights, splits and training.")]
+Local = Annotated[bool, typer.Option("--local", help="Start an embedded Ray on this machine.")]
+Address = Annotated[str | None, typer.Option(help="Ray cluster address (default: auto).")]
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
+) -> None:
+    """Keeps subcommands as subcommands, and sets logging once for all of them."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from cifar_ray.ray_runtime import quiet
+
+    quiet(verbose > 0)
+    _state["verbose"] = verbose > 0
+
+
+_state = {"verbose": False}
+
+
+@app.command()
+def extract(
+    out: Out = DEFAULT_OUT,
+    data_dir: DataDir = None,
+    backbone: Backbone = "inceptionv3",
+    weights: Weights = "imagenet",
+    image_size: ImageSize = None,
+    limit: Limit = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    shard_size: Annotated[int, typer.Option(help="Images per Parquet file.")] = 1024,
+    seed: Seed = 0,
+    actors: Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")] = None,
+    gpus_per_actor: Annotated[float, typer.Option(help="GPUs per actor, e.g. 0.5.")] = 1.0,
+    max_retries: Annotated[int, typer.Option(help="Retries per shard before it fails.")] = 3,
+    overwrite: Annotated[bool, typer.Option(help="Replace features made differently.")] = False,
+    local: Local = False,
+    address: Address = None,
+) -> None:
+    """Embed every image into OUT/features/<backbone>/ (resumes where it stopped)."""
+    from cifar_ray import commands
+
+    cfg = ExtractConfig(
+        out=out, data_dir=data_dir, backbone=backbone, weights=weights, image_size=image_size,
+        limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
+        gpus_per_actor=gpus_per_actor, max_retries=max_retries, overwrite=overwrite,
+    )  # fmt: skip
+    commands.extract(cfg, local=local, address=address, verbose=_state["verbose"])
+
+
+@app.command()
+def train(
+    out: Out = DEFAULT_OUT,
+    backbone: Annotated[
+        str | None, typer.Option(help="Backbone(s) to train on (default: all).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Dense head batch size.")] = 128,
+    hidden: Annotated[int, typer.Option(help="Dense head hidden units.")] = 1024,
+    dropout: Annotated[float, typer.Option(help="Dense head dropout.")] = 0.5,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    val_fraction: Annotated[float, typer.Option(help="Validation share of train.")] = 0.1,
+    seed: Seed = 0,
+    baselines: Annotated[bool, typer.Option(help="Also fit scikit-learn baselines.")] = True,
+    local: Local = False,
+    address: Address = None,
+) -> None:
+    """Fit the dense head (Ray Train) and baselines on stored features."""
+    from cifar_ray import commands
+
+    cfg = TrainConfig(
+        out=out, backbone=backbone or "", epochs=epochs, batch_size=batch_size, hidden=hidden,
+        dropout=dropout, learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
+        baselines=baselines,
+    )  # fmt: skip
+    commands.train(cfg, local=local, address=address, verbose=_state["verbose"])
+
+
+@app.command()
+def report(out: Out = DEFAULT_OUT) -> None:
+    """Write OUT/report/ from the trained models and metrics."""
+    from cifar_ray import commands
+
+    commands.report(out)
+
+
+@app.command()
+def run(
+    out: Out = DEFAULT_OUT,
+    data_dir: DataDir = None,
+    backbone: Backbone = "inceptionv3",
+    weights: Weights = "imagenet",
+    image_size: ImageSize = None,
+    limit: Limit = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    shard_size: Annotated[int, typer.Option(help="Images per Parquet file.")] = 1024,
+    seed: Seed = 0,
+    actors: Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")] = None,
+    epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = 10,
+    max_retries: Annotated[int, typer.Option(help="Retries per shard before it fails.")] = 3,
+    overwrite: Annotated[bool, typer.Option(help="Replace features made differently.")] = False,
+    local: Local = False,
+    address: Address = None,
+) -> None:
+    """The whole job: extract, train, report."""
+    from cifar_ray import commands
+
+    xcfg = ExtractConfig(
+        out=out, data_dir=data_dir, backbone=backbone, weights=weights, image_size=image_size,
+        limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
+        max_retries=max_retries, overwrite=overwrite,
+    )  # fmt: skip
+    tcfg = TrainConfig(out=out, backbone="", epochs=epochs, seed=seed)
+    commands.run(xcfg, tcfg, local=local, address=address, verbose=_state["verbose"])
+
+
+@app.command()
+def inspect(
+    out: Annotated[str, typer.Argument(help="Output folder or URI.")] = DEFAULT_OUT,
+) -> None:
+    """Check a feature store: schema, rows, checksums, fingerprints, missing shards."""
+    from cifar_ray import commands
+
+    if not commands.inspect(out):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command(name="backbones")
+def list_backbones() -> None:
+    """List the registered backbones."""
+    from cifar_ray import commands
+
+    commands.list_backbones()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except UserError as exc:
+        print(f"cifar-ray: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except ExtractionFailed as exc:
+        print(f"cifar-ray: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"cifar-ray: {what}; published shards are kept, re-run to resume", file=sys.stderr)
+        sys.exit(143 if isinstance(exc, _Terminated) else EXIT_INTERRUPTED)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(EXIT_USER_ERROR)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""What each CLI command does, with Ray sessions and progress around the core stages."""
+
+from __future__ import annotations
+
+import logging
+
+from cifar_ray import pipeline, progress
+from cifar_ray.config import ExtractConfig, TrainConfig
+from cifar_ray.errors import ExtractionFailed, UserError
+from cifar_ray.ray_runtime import ray_session
+
+log = logging.getLogger(__name__)
+
+
+def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bool) -> list:
+    """One plan per backbone, all validated before Ray starts; then extract each in turn."""
+    plans = [pipeline.prepare(cfg_for(cfg, name)) for name in split_names(cfg.backbone)]
+    summaries = []
+    if any(p.todo for p in plans):
+        with ray_session(local, address, verbose):
+            summaries = [_extract_one(p) for p in plans]
+    else:
+        summaries = [pipeline.execute(p) for p in plans]
+    _print_summary(summaries)
+    failed = {f"{s.backbone}/{k}": v for s in summaries for k, v in s.failed.items()}
+    if failed:
+        for key, error in sorted(failed.items()):
+            progress.console.print(f"[red]failed[/red] {key}: {error}")
+        raise ExtractionFailed(failed)
+    return summaries
+
+
+def split_names(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise UserError("--backbone names no backbone")
+    return names
+
+
+def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
+    from dataclasses import replace
+
+    return replace(cfg, backbone=backbone)
+
+
+def _extract_one(p: pipeline.ExtractionPlan) -> pipeline.ExtractionSummary:
+    if p.temporaries_removed:
+        log.warning("removed %d stale temporary files", p.temporaries_removed)
+    if p.skipped:
+        progress.console.print(
+            f"{p.backbone.name}: {p.skipped} of {len(p.shards)} shards already done, skipped"
+        )
+    total = sum(s.rows for s in p.todo)
+    with progress.image_bar(f"embed {p.backbone.name}", total) as advance:
+        return pipeline.execute(p, on_shard=lambda record: advance(record.rows))
+
+
+def _print_summary(summaries: list[pipeline.ExtractionSummary]) -> None:
+    rows = [
+        [s.backbone, s.shards, s.computed, s.skipped, len(s.failed), s.images, s.seconds,
+         s.images_per_s]
+        for s in summaries
+    ]  # fmt: skip
+    progress.table(
+        "extraction",
+        ["backbone", "shards", "computed", "skipped", "failed", "images", "seconds", "img/s"],
+        rows,
+    )
+
+
+def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool) -> dict:
+    from cifar_ray import training
+
+    return training.train_all(cfg, local=local, address=address, verbose=verbose)
+
+
+def report(out: str) -> None:
+    from cifar_ray import report as report_mod
+
+    path = report_mod.write(out)
+    progress.console.print(f"report: {path}")
+
+
+def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
+        verbose: bool) -> None:  # fmt: skip
+    with ray_session(local, address, verbose):
+        extract(xcfg, local=local, address=address, verbose=verbose)
+        train(tcfg, local=local, address=address, verbose=verbose)
+    report(xcfg.out)
+
+
+def inspect(out: str) -> bool:
+    from cifar_ray import inspection
+
+    return inspection.inspect(out)
+
+
+def list_backbones() -> None:
+    from cifar_ray import backbones
+
+    rows = []
+    for name in backbones.names():
+        b = backbones.get(name)
+        rows.append([b.name, b.application, b.dim, b.default_size, b.min_size,
+                     b.preprocessing, b.params_m, b.gmacs])  # fmt: skip
+    progress.table(
+        "backbones",
+        ["name", "keras.applications", "dim", "size", "min size", "preprocessing",
+         "params (M)", "GMACs"],
+        rows,
+    )  # fmt: skip

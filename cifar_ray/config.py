@@ -1,0 +1,69 @@
+"""Run configuration: every default in one place, validated before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from cifar_ray.errors import UserError
+
+DEFAULT_OUT = "./cifar-ray-out"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    out: str = DEFAULT_OUT
+    data_dir: str | None = None  # None: download the official archive through Keras' cache
+    backbone: str = "inceptionv3"
+    weights: str = "imagenet"  # "imagenet", "none" (seeded random init) or a weights file
+    image_size: int | None = None  # None: the backbone's default input size
+    limit: int | None = None  # keep the first N images of each split
+    batch_size: int = 64  # images per forward pass inside an actor
+    shard_size: int = 1024  # images per Parquet file
+    seed: int = 0
+    actors: int | None = None  # None: one per GPU, else one per node's worth of CPU
+    gpus_per_actor: float = 1.0  # used only where the cluster has GPUs
+    in_flight: int = 2  # shards queued per actor so the device never waits on the host
+    max_retries: int = 3
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit <= 0:
+            raise UserError(f"--limit must be a positive number of images, got {self.limit}")
+        for name in ("batch_size", "shard_size", "in_flight"):
+            if getattr(self, name) <= 0:
+                flag = name.replace("_", "-")
+                raise UserError(f"--{flag} must be positive, got {getattr(self, name)}")
+        if self.actors is not None and self.actors <= 0:
+            raise UserError(f"--actors must be positive, got {self.actors}")
+        if self.max_retries < 0:
+            raise UserError(f"--max-retries must be 0 or more, got {self.max_retries}")
+        if not 0 < self.gpus_per_actor <= 8:
+            raise UserError(f"--gpus-per-actor must be in (0, 8], got {self.gpus_per_actor}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out: str = DEFAULT_OUT
+    backbone: str = "inceptionv3"
+    hidden: int = 1024  # the seeds' head: Dense 1024 ReLU, dropout, softmax
+    dropout: float = 0.5
+    learning_rate: float = 1e-4  # Adam
+    epochs: int = 10
+    batch_size: int = 128
+    val_fraction: float = 0.1  # stratified, carved from train
+    patience: int = 3  # early stopping on validation loss
+    seed: int = 0
+    baselines: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.val_fraction < 1:
+            raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if self.epochs <= 0 or self.batch_size <= 0 or self.hidden <= 0:
+            raise UserError("--epochs, --batch-size and --hidden must be positive")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+def as_dict(cfg: object) -> dict:
+    return dataclasses.asdict(cfg)  # type: ignore[arg-type]

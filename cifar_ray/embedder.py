@@ -1,0 +1,166 @@
+"""The frozen embedder: uint8 32x32 batches in, pooled float32 features out, resize in-graph."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cifar_ray import backbones
+from cifar_ray.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """Everything an actor needs to build an identical embedder; small and picklable."""
+
+    backbone: str
+    image_size: int
+    weights: str  # "imagenet", "none" or a path to a weights file
+    seed: int = 0
+    batch_size: int = 64
+    threads: int = 0  # TensorFlow intra-op threads; 0 lets TensorFlow decide
+
+
+def configure_tensorflow(threads: int = 0) -> None:
+    """Before TensorFlow starts: quiet logs, thread count, and GPU memory growth per process."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    try:
+        if threads > 0:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # already initialised in this process: settings are fixed
+        log.debug("TensorFlow was already initialised; thread and memory settings unchanged")
+
+
+def _preprocessing_layers(mode: str) -> list:
+    import keras
+
+    if mode == "tf":
+        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0)]
+    if mode == "torch":
+        var = [s**2 for s in _TORCH_STD]
+        return [
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Normalization(mean=list(_TORCH_MEAN), variance=var),
+        ]
+    if mode == "caffe":
+        return [keras.layers.Rescaling(1.0), _CaffeLayer()]
+    if mode == "raw":
+        return [keras.layers.Rescaling(1.0)]  # the backbone preprocesses itself; cast only
+    raise ValueError(f"unknown preprocessing {mode!r}")
+
+
+def _caffe_layer_class():
+    import keras
+
+    class CaffePreprocess(keras.layers.Layer):
+        """RGB to BGR and ImageNet mean subtraction, as keras.applications' caffe mode."""
+
+        def call(self, x):
+            return keras.ops.flip(x, axis=-1) - keras.ops.convert_to_tensor(_CAFFE_MEAN_BGR)
+
+    return CaffePreprocess
+
+
+def _CaffeLayer():
+    return _caffe_layer_class()()
+
+
+def build_model(spec: EmbedderSpec):
+    """uint8 (N,32,32,3) -> float32 (N,dim); weights load errors become UserError."""
+    import keras
+
+    backbone = backbones.get(spec.backbone)
+    size = backbones.check_image_size(backbone, spec.image_size)
+    keras.utils.set_random_seed(spec.seed)  # --weights none: identical in every actor
+    inner = _build_backbone(backbone, (size, size, 3), spec.weights)
+    inputs = keras.Input((32, 32, 3), dtype="uint8", name="pixels")
+    x = inputs
+    for layer in _preprocessing_layers(backbone.preprocessing):
+        x = layer(x)
+    if size != 32:
+        x = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(x)
+    features = inner(x)
+    model = keras.Model(inputs, features, name=f"embed_{backbone.name}_{size}")
+    model.trainable = False
+    _check_output(model, spec.backbone)
+    return model
+
+
+def _build_backbone(backbone: backbones.Backbone, shape: tuple[int, int, int], weights: str):
+    if weights == "imagenet":
+        return _build_imagenet(backbone, shape)
+    if weights == "none":
+        return backbone.build(shape, None)
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UserError(f"--weights {weights}: no such file (use imagenet, none or a .h5 file)")
+    model = backbone.build(shape, None)
+    try:
+        model.load_weights(str(path))
+    except Exception as exc:  # Keras raises ValueError, OSError or KeyError for a bad fit
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UserError(f"--weights {path}: does not fit {backbone.name} ({first})") from None
+    return model
+
+
+def _build_imagenet(backbone: backbones.Backbone, shape: tuple[int, int, int]):
+    """Keras downloads and caches the file; the lock makes that once per node, not per actor."""
+    from cifar_ray.locks import file_lock
+
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    with file_lock(home / "models" / f"{backbone.name}.lock"):
+        try:
+            return backbone.build(shape, "imagenet")
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{backbone.name}: cannot load ImageNet weights ({exc})") from None
+
+
+def _check_output(model, name: str) -> None:
+    shape = model.output_shape
+    if len(shape) != 2 or "float" not in str(model.output.dtype):
+        raise UserError(f"backbone {name!r} must map images to float vectors (rank 2), got {shape}")
+
+
+def weights_digest(model) -> str:
+    """sha256 over the weight values: actors that disagree would mix incompatible features."""
+    digest = hashlib.sha256()
+    for w in model.weights:
+        digest.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+class Embedder:
+    """Model-as-callable: loads once, then maps uint8 pixel batches to features."""
+
+    def __init__(self, spec: EmbedderSpec):
+        import tensorflow as tf
+
+        self.spec = spec
+        self.model = build_model(spec)
+        self.dim = int(self.model.output_shape[-1])
+        self.digest = weights_digest(self.model)
+        sig = tf.TensorSpec((None, 32, 32, 3), tf.uint8)
+        self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[sig])
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        out = np.empty((len(images), self.dim), dtype=np.float32)
+        step = self.spec.batch_size
+        for start in range(0, len(images), step):
+            out[start : start + step] = self._forward(images[start : start + step]).numpy()
+        return out

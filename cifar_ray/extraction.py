@@ -1,0 +1,183 @@
+"""Extraction on Ray: a pool of embedder actors, shards streamed through, failures contained.
+
+This is the only Ray-aware part of extraction; the work itself is `worker.ShardWorker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from cifar_ray.cifar import Dataset
+from cifar_ray.embedder import EmbedderSpec
+from cifar_ray.errors import UserError
+from cifar_ray.shards import Shard
+from cifar_ray.storage import Location
+from cifar_ray.store import ShardRecord
+from cifar_ray.worker import ShardWorker
+
+log = logging.getLogger(__name__)
+
+
+class _RayShardWorker(ShardWorker):
+    """Records its node and keeps start-up errors, so the driver can report them in one line."""
+
+    def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict):
+        self.error = None
+        try:
+            node = ray.get_runtime_context().get_node_id()
+            super().__init__(spec, loc, metadata, node_id=node)
+        except UserError as exc:
+            self.error = str(exc)
+
+    def info(self) -> dict:
+        return {"error": self.error} if self.error else {"error": None, **super().info()}
+
+
+@dataclass(frozen=True)
+class PoolShape:
+    actors: int
+    num_cpus: float
+    num_gpus: float
+    threads: int  # TensorFlow threads per actor: the cores it really has
+
+
+def pool_shape(requested: int | None, gpus_per_actor: float) -> PoolShape:
+    """One actor per GPU where there are GPUs; on CPU one per node, leaving CPU for the driver."""
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")))
+    if gpus > 0:
+        actors = requested or max(1, int(gpus / gpus_per_actor))
+        return PoolShape(actors, 1.0, gpus_per_actor, max(1, int(cpus / actors)))
+    actors = requested or nodes
+    num_cpus = min(1.0, max(0.25, (cpus - 1) / actors))  # a 2-core box must not deadlock
+    threads = max(1, int(cpus / nodes) // max(1, actors // nodes))
+    return PoolShape(actors, round(num_cpus, 2), 0.0, threads)
+
+
+@dataclass
+class Outcome:
+    records: list[ShardRecord] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    first_shard_s: float | None = None
+    actors_replaced: int = 0
+
+
+class _Pool:
+    def __init__(self, shape: PoolShape, spec: EmbedderSpec, loc: Location, metadata: dict):
+        self.shape, self.args = shape, (spec, loc, metadata)
+        self.remote = ray.remote(_RayShardWorker).options(
+            num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0,
+            max_task_retries=0, scheduling_strategy="SPREAD",
+        )  # fmt: skip
+        self.actors = [self.remote.remote(*self.args) for _ in range(shape.actors)]
+        self.digest: str | None = None
+        for info in ray.get([a.info.remote() for a in self.actors]):
+            self._check(info)
+
+    def _check(self, info: dict) -> None:
+        if info["error"]:
+            raise UserError(info["error"])
+        if self.digest and info["digest"] != self.digest:
+            raise RuntimeError("actors built different weights; refusing to mix their features")
+        self.digest = info["digest"]
+
+    def replace(self, dead) -> None:
+        index = self.actors.index(dead)
+        ray.kill(dead, no_restart=True)
+        self.actors[index] = self.remote.remote(*self.args)
+        log.warning("replaced a dead extraction actor")
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+
+
+def run(
+    dataset: Dataset,
+    todo: list[Shard],
+    spec: EmbedderSpec,
+    loc: Location,
+    metadata: dict,
+    *,
+    actors: int | None = None,
+    gpus_per_actor: float = 1.0,
+    in_flight: int = 2,
+    max_retries: int = 3,
+    on_shard: Callable[[ShardRecord], None] = lambda r: None,
+) -> Outcome:
+    """Embed and publish every shard in `todo`; a shard fails only after `max_retries` retries."""
+    started = time.perf_counter()
+    shape = pool_shape(actors, gpus_per_actor)
+    spec = EmbedderSpec(**{**spec.__dict__, "threads": spec.threads or shape.threads})
+    pool = _Pool(shape, spec, loc, metadata)
+    outcome = Outcome()
+    try:
+        _schedule(pool, dataset, todo, in_flight, max_retries, outcome, on_shard, started)
+    finally:
+        pool.shutdown()
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _schedule(pool, dataset, todo, in_flight, max_retries, outcome, on_shard, started) -> None:
+    queue: deque[Shard] = deque(todo)
+    attempts: Counter[str] = Counter()
+    running: dict = {}  # ObjectRef -> (actor, shard)
+    while queue or running:
+        for actor in list(pool.actors):
+            while queue and sum(1 for a, _ in running.values() if a is actor) < in_flight:
+                shard = queue.popleft()
+                ref = actor.process.remote(shard, *shard_arrays(dataset, shard))
+                running[ref] = (actor, shard)
+        ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+        for ref in ready:
+            actor, shard = running.pop(ref)
+            try:
+                record = ray.get(ref)
+            except RayActorError as exc:
+                if actor in pool.actors:
+                    pool.replace(actor)
+                    outcome.actors_replaced += 1
+                _retry(
+                    shard, f"actor died: {_first_line(exc)}", attempts, max_retries, queue, outcome
+                )
+                continue
+            except RayTaskError as exc:
+                _retry(shard, _first_line(exc), attempts, max_retries, queue, outcome)
+                continue
+            if outcome.first_shard_s is None:
+                outcome.first_shard_s = time.perf_counter() - started
+            outcome.records.append(record)
+            on_shard(record)
+
+
+def _retry(shard, error, attempts, max_retries, queue, outcome) -> None:
+    attempts[shard.key] += 1
+    if attempts[shard.key] > max_retries:
+        outcome.failed[shard.key] = error
+        log.error("shard %s failed after %d attempts: %s", shard.key, attempts[shard.key], error)
+    else:
+        log.warning("retrying shard %s (%s)", shard.key, error)
+        queue.append(shard)
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    text = str(cause) if cause is not None else str(exc)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else type(exc).__name__
+
+
+def shard_arrays(dataset: Dataset, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
+    split = dataset.splits[shard.split]
+    return split.images[shard.start : shard.stop], split.labels[shard.start : shard.stop]

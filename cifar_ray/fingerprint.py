@@ -1,0 +1,64 @@
+"""The fingerprint: everything that determines a feature's value, hashed to one id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+from cifar_ray.backbones import Backbone
+
+# Libraries whose versions can change feature values (kernels, resize, layer numerics).
+NUMERIC_LIBRARIES = ("tensorflow", "keras", "numpy")
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in (*NUMERIC_LIBRARIES, "pyarrow", "ray", "cifar-ray"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def weights_identity(weights: str, seed: int) -> dict:
+    if weights == "none":
+        return {"name": "none", "seed": seed}
+    if weights == "imagenet":
+        return {"name": "imagenet", "source": "keras.applications"}
+    path = Path(weights).expanduser()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": path.name, "sha256": digest.hexdigest()}
+
+
+def build(
+    *,
+    dataset: str,
+    dataset_sha256: str,
+    shard_size: int,
+    backbone: Backbone,
+    weights: dict,
+    image_size: int,
+) -> dict:
+    libs = versions()
+    return {
+        "dataset": dataset,
+        "dataset_sha256": dataset_sha256,
+        "shard_size": shard_size,
+        "backbone": backbone.name,
+        "application": backbone.application,
+        "weights": weights,
+        "image_size": image_size,
+        "resize": "bilinear",
+        "preprocessing": backbone.preprocessing,
+        "versions": {k: libs[k] for k in NUMERIC_LIBRARIES},
+    }
+
+
+def fingerprint_id(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]

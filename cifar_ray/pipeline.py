@@ -1,0 +1,161 @@
+"""The extraction job without Ray: validate, plan, check what is done, then hand off to Ray."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cifar_ray import backbones, cifar, fingerprint, storage
+from cifar_ray.config import ExtractConfig
+from cifar_ray.embedder import EmbedderSpec
+from cifar_ray.errors import UserError
+from cifar_ray.shards import Shard, plan
+from cifar_ray.storage import Location
+from cifar_ray.store import FeatureStore, ShardRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractionPlan:
+    cfg: ExtractConfig
+    dataset: cifar.Dataset
+    backbone: backbones.Backbone
+    spec: EmbedderSpec
+    store: FeatureStore
+    fingerprint: dict
+    fingerprint_id: str
+    shards: list[Shard]
+    todo: list[Shard]
+    temporaries_removed: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return len(self.shards) - len(self.todo)
+
+    @property
+    def metadata(self) -> dict:
+        """What each Parquet file says about itself."""
+        fp = self.fingerprint
+        return {
+            "fingerprint": self.fingerprint_id,
+            "backbone": self.backbone.name,
+            "weights": fp["weights"],
+            "image_size": fp["image_size"],
+            "resize": fp["resize"],
+            "preprocessing": fp["preprocessing"],
+            "dataset": fp["dataset"],
+            "dataset_sha256": fp["dataset_sha256"],
+            "versions": fingerprint.versions(),
+        }
+
+
+def prepare(cfg: ExtractConfig) -> ExtractionPlan:
+    """Everything that can fail on user input fails here, before anything is written."""
+    backbone = backbones.get(cfg.backbone)
+    size = backbones.check_image_size(backbone, cfg.image_size)
+    if cfg.weights not in ("imagenet", "none") and not Path(cfg.weights).expanduser().is_file():
+        raise UserError(f"--weights {cfg.weights}: no such file (use imagenet, none or a file)")
+    loc = Location(cfg.out)
+    store = FeatureStore(loc, backbone.name)
+    dataset = cifar.load(cfg.data_dir, cfg.limit)
+    fields = fingerprint.build(
+        dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
+        backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed),
+        image_size=size,
+    )  # fmt: skip
+    fid = fingerprint.fingerprint_id(fields)
+    _check_fingerprint(store, fields, fid, cfg.overwrite)
+    n = sum(len(s) for s in dataset.splits.values())
+    storage.check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
+    removed = storage.remove_temporaries(loc, store.dir)
+    shards = plan({k: len(v) for k, v in dataset.splits.items()}, cfg.shard_size)
+    todo = [s for s in shards if _needs_work(store, s, fid)]
+    spec = EmbedderSpec(backbone.name if ":" not in cfg.backbone else cfg.backbone, size,
+                        cfg.weights, cfg.seed, cfg.batch_size)  # fmt: skip
+    return ExtractionPlan(cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed)
+
+
+def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
+    problem = store.problem(shard, fid)
+    if problem and problem != "missing":
+        log.warning("shard %s will be recomputed: %s", shard.key, problem)
+    return problem is not None
+
+
+def _check_fingerprint(store: FeatureStore, fields: dict, fid: str, overwrite: bool) -> None:
+    existing = store.read_json("fingerprint.json")
+    if existing is None or existing.get("id") == fid:
+        return
+    if overwrite:
+        storage.delete_dir(store.loc, store.dir)
+        return
+    differs = sorted(k for k in fields if existing.get(k) != fields[k])
+    raise UserError(
+        f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
+        "use --overwrite to replace them or another --out"
+    )
+
+
+@dataclass
+class ExtractionSummary:
+    backbone: str
+    shards: int
+    computed: int
+    skipped: int
+    images: int
+    seconds: float
+    images_per_s: float
+    first_shard_s: float | None
+    failed: dict[str, str] = field(default_factory=dict)
+    actors_replaced: int = 0
+
+
+def execute(
+    p: ExtractionPlan, on_shard: Callable[[ShardRecord], None] = lambda r: None
+) -> ExtractionSummary:
+    """Run the Ray part for the shards still to do, then record the manifest."""
+    p.store.write_json("fingerprint.json", {"id": p.fingerprint_id, **p.fingerprint})
+    started = time.perf_counter()
+    outcome = None
+    if p.todo:
+        from cifar_ray import extraction  # Ray is imported only when there is work for it
+
+        outcome = extraction.run(
+            p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
+            actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
+            in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=on_shard,
+        )  # fmt: skip
+    seconds = time.perf_counter() - started
+    images = sum(r.rows for r in outcome.records) if outcome else 0
+    summary = ExtractionSummary(
+        backbone=p.backbone.name, shards=len(p.shards),
+        computed=len(outcome.records) if outcome else 0, skipped=p.skipped, images=images,
+        seconds=round(seconds, 3), images_per_s=round(images / seconds, 2) if images else 0.0,
+        first_shard_s=outcome.first_shard_s if outcome else None,
+        failed=outcome.failed if outcome else {},
+        actors_replaced=outcome.actors_replaced if outcome else 0,
+    )  # fmt: skip
+    write_manifest(p, summary)
+    return summary
+
+
+def write_manifest(p: ExtractionPlan, summary: ExtractionSummary) -> None:
+    records = [p.store.record(s) for s in p.shards]
+    published = [r.__dict__ for r in records if r and r.fingerprint == p.fingerprint_id]
+    p.store.write_json(
+        "manifest.json",
+        {
+            "backbone": p.backbone.name,
+            "fingerprint": p.fingerprint_id,
+            "classes": list(p.dataset.classes),
+            "split_sizes": {k: len(v) for k, v in p.dataset.splits.items()},
+            "shard_size": p.cfg.shard_size,
+            "complete": len(published) == len(p.shards),
+            "shards": published,
+            "last_run": summary.__dict__,
+        },
+    )

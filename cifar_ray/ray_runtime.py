@@ -1,0 +1,62 @@
+"""Starting, joining and always stopping Ray, quietly unless asked."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# Environment that every Ray worker needs, forwarded explicitly so remote nodes get it too.
+FORWARD_PREFIXES = ("CIFAR_RAY_TEST_", "AWS_", "KERAS_HOME")
+
+
+def worker_env() -> dict[str, str]:
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "RAY_TRAIN_V2_ENABLED": "1", "PYTHONWARNINGS": "ignore"}
+    env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARD_PREFIXES)})
+    return env
+
+
+@contextmanager
+def ray_session(local: bool, address: str | None = None, verbose: bool = False) -> Iterator[None]:
+    """`local` starts an embedded Ray; otherwise join `address`, RAY_ADDRESS or a running one.
+
+    Whatever this starts it stops, on errors and Ctrl-C too.
+    """
+    import ray
+
+    if ray.is_initialized():  # a caller (a test, a job script) already owns the session
+        yield
+        return
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    if local:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    quiet(verbose)
+    ray.init(
+        address="local" if local else address,
+        include_dashboard=False,
+        logging_level=logging.INFO if verbose else logging.ERROR,
+        log_to_driver=verbose,
+        runtime_env={"env_vars": worker_env()},
+        object_store_memory=_local_object_store() if local else None,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _local_object_store() -> int:
+    """Shards are small uint8 arrays; a fixed cap keeps a laptop's memory for the models."""
+    return 1 << 30
+
+
+def quiet(verbose: bool) -> None:
+    """Ray and TensorFlow log plenty at INFO; users see warnings only with -v."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    level = logging.INFO if verbose else logging.ERROR
+    for name in ("ray", "ray.train", "ray.data", "ray.tune", "tensorflow", "absl"):
+        logging.getLogger(name).setLevel(level)
+    if not verbose:
+        warnings.filterwarnings("ignore")

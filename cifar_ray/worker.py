@@ -1,0 +1,46 @@
+"""One extraction worker without Ray: embed a shard's pixels and publish its Parquet file."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from cifar_ray.embedder import Embedder, EmbedderSpec, configure_tensorflow
+from cifar_ray.shards import Shard
+from cifar_ray.storage import Location
+from cifar_ray.store import FeatureStore, ShardRecord
+
+# Test-only fault hooks, read from the environment so they reach Ray workers unchanged.
+FAIL_ENV = "CIFAR_RAY_TEST_FAIL_SHARDS"  # comma-separated shard keys that always raise
+DELAY_ENV = "CIFAR_RAY_TEST_SHARD_DELAY_S"  # seconds to sleep before each shard
+
+
+class ShardWorker:
+    def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict, node_id: str = ""):
+        configure_tensorflow(spec.threads)
+        self.embedder = Embedder(spec)
+        self.store = FeatureStore(loc, metadata["backbone"])
+        self.metadata = {**metadata, "weights_digest": self.embedder.digest}
+        self.node_id = node_id
+
+    def info(self) -> dict:
+        return {"digest": self.embedder.digest, "dim": self.embedder.dim, "node_id": self.node_id}
+
+    def process(self, shard: Shard, images: np.ndarray, labels: np.ndarray) -> ShardRecord:
+        _test_hooks(shard)
+        started = time.perf_counter()
+        features = self.embedder(images)
+        return self.store.publish(
+            shard, labels, features, self.metadata,
+            node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
+        )  # fmt: skip
+
+
+def _test_hooks(shard: Shard) -> None:
+    if shard.key in os.environ.get(FAIL_ENV, "").split(","):
+        raise RuntimeError(f"injected failure for shard {shard.key}")
+    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    if delay > 0:
+        time.sleep(delay)
