@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,10 +113,16 @@ def _build_backbone(backbone: backbones.Backbone, shape: tuple[int, int, int], w
         raise UserError(f"--weights {weights}: no such file (use imagenet, none or a .h5 file)")
     model = backbone.build(shape, None)
     try:
-        model.load_weights(str(path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(str(path))
     except Exception as exc:  # Keras raises ValueError, OSError or KeyError for a bad fit
         first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise UserError(f"--weights {path}: does not fit {backbone.name} ({first})") from None
+    skipped = [w for w in caught if "Skipping" in str(w.message) or "mismatch" in str(w.message)]
+    if skipped:  # Keras only warns when part of a file does not match: never embed with that
+        first = str(skipped[0].message).splitlines()[0][:160]
+        raise UserError(f"--weights {path}: does not fit {backbone.name} ({first})")
     return model
 
 

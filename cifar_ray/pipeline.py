@@ -140,7 +140,23 @@ def execute(
         actors_replaced=outcome.actors_replaced if outcome else 0,
     )  # fmt: skip
     write_manifest(p, summary)
+    write_preview(p)
     return summary
+
+
+def write_preview(p: ExtractionPlan, n: int = 64) -> None:
+    """The first test images, for the report's prediction grid (the report has no data dir)."""
+    import io
+
+    import numpy as np
+
+    test = p.dataset.splits["test"]
+    buffer = io.BytesIO()
+    np.savez(buffer, images=test.images[:n], labels=test.labels[:n],
+             classes=np.array(p.dataset.classes))  # fmt: skip
+    storage.put_atomic(
+        p.store.loc, p.store.loc.path("samples", "test-preview.npz"), buffer.getvalue()
+    )
 
 
 def write_manifest(p: ExtractionPlan, summary: ExtractionSummary) -> None:

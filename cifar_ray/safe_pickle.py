@@ -27,10 +27,14 @@ _ALLOWED = {
 }
 
 
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+            raise _Refused(f"refused to load {module}.{name}")
         return super().find_class(module, name)
 
 
@@ -38,7 +42,7 @@ def loads(data: bytes, source: str) -> Any:
     """Unpickle Python-2-era CIFAR data; anything unexpected is bad input, not a crash."""
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise UserError(f"{source}: not a CIFAR batch ({exc})") from None
     except Exception as exc:  # truncated or garbled bytes raise many different types
         raise UserError(f"{source}: corrupt pickle ({type(exc).__name__}: {exc})") from None

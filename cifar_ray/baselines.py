@@ -1,0 +1,66 @@
+"""scikit-learn baselines on the same latents; hyper-parameters chosen on validation only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from cifar_ray import metrics
+
+# name -> (estimator for a hyper-parameter value, the parameter's name, values to try)
+CANDIDATES: dict[str, tuple[Callable, str, tuple]] = {
+    "logreg": (lambda c: LogisticRegression(C=c, max_iter=500), "C", (0.01, 0.1, 1.0)),
+    "linear_svm": (lambda c: LinearSVC(C=c, max_iter=2000), "C", (0.001, 0.01, 0.1)),
+    "knn_cosine": (
+        lambda k: KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute"),
+        "k",
+        (5, 10, 20),
+    ),
+}
+
+
+def select(
+    name: str, x_fit: np.ndarray, y_fit: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+) -> tuple[Pipeline, dict]:
+    """Fit each candidate on the fit split, keep the best on validation. Never sees test."""
+    make, param, values = CANDIDATES[name]
+    best, best_acc, scores = None, -1.0, {}
+    for value in values:
+        if param == "k" and value > len(y_fit):
+            continue
+        model = make_pipeline(StandardScaler(), make(value)).fit(x_fit, y_fit)
+        scores[str(value)] = acc = metrics.accuracy(y_val, model.predict(x_val))
+        if acc > best_acc:
+            best, best_acc, chosen = model, acc, value
+    return best, {param: chosen, "val_scores": scores}
+
+
+def run(name: str, fit: tuple, val: tuple, test: tuple, n_classes: int) -> dict:
+    """Select on (fit, val), then report train/val/test accuracy of the chosen model."""
+    started = time.perf_counter()
+    model, params = select(name, *fit, *val)
+    fit_s = time.perf_counter() - started
+    started = time.perf_counter()
+    test_pred = model.predict(test[0])
+    infer_s = time.perf_counter() - started
+    return {
+        "name": name,
+        "kind": "baseline",
+        "params": params,
+        "accuracy": {
+            "train": metrics.accuracy(fit[1], model.predict(fit[0])),
+            "val": metrics.accuracy(val[1], model.predict(val[0])),
+            "test": metrics.accuracy(test[1], test_pred),
+        },
+        "test": metrics.evaluate(test[1], test_pred, n_classes),
+        "fit_s": round(fit_s, 3),
+        "infer_s": round(infer_s, 3),
+        "sample_predictions": test_pred[:64].tolist(),
+    }

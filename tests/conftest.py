@@ -1,0 +1,83 @@
+"""Shared fixtures: the CIFAR sample (or a synthetic one), a Ray session, the installed CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import cifar_files
+
+SAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-sample"
+SAMPLE_ARCHIVE = SAMPLE / "cifar-10-python.tar.gz"
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+@pytest.fixture(scope="session")
+def synthetic_archive(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("synthetic")
+    return cifar_files.write_archive(folder / "cifar-10-python.tar.gz", cifar_files.batches())
+
+
+@pytest.fixture(scope="session")
+def cifar_archive(synthetic_archive) -> Path:
+    """The real sample when ../shared is there, else the synthetic archive."""
+    return SAMPLE_ARCHIVE.resolve() if SAMPLE_ARCHIVE.exists() else synthetic_archive
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One embedded Ray for the in-process tests, always shut down."""
+    import ray
+
+    from cifar_ray.ray_runtime import worker_env
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=512 << 20, runtime_env={"env_vars": worker_env()})  # fmt: skip
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def cli_path() -> str:
+    found = Path(sys.executable).parent / "cifar-ray"
+    return str(found) if found.exists() else shutil.which("cifar-ray")
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600):
+    """The installed console script, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [cli_path(), *map(str, args)], capture_output=True, text=True, env=full_env,
+        timeout=timeout, start_new_session=True,
+    )  # fmt: skip
+
+
+def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.Popen(
+        [cli_path(), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=full_env, start_new_session=True,
+    )  # fmt: skip
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Whatever a test started, it stops: the CLI and any Ray it spawned in its group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def tree_files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else set()

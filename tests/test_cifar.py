@@ -1,0 +1,130 @@
+"""The data source: every accepted layout reads the same images; every bad input is refused."""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from cifar_ray import cifar
+from cifar_ray.errors import UserError
+from tests import cifar_files
+
+
+def test_reads_archive_with_official_layout(cifar_archive):
+    ds = cifar.load(str(cifar_archive))
+    train, test = ds.splits["train"], ds.splits["test"]
+    assert train.images.shape[1:] == (32, 32, 3) and train.images.dtype == np.uint8
+    assert len(train) == 5 * len(test) or len(test) == 1000
+    assert set(np.unique(train.labels)) <= set(range(10))
+    assert len(ds.sha256) == 64
+
+
+def test_archive_folder_and_parent_give_identical_data(tmp_path, synthetic_archive):
+    with tarfile.open(synthetic_archive) as tar:
+        tar.extractall(tmp_path, filter="data")
+    a = cifar.load(str(synthetic_archive))
+    b = cifar.load(str(tmp_path / "cifar-10-batches-py"))
+    c = cifar.load(str(tmp_path))
+    for other in (b, c):
+        assert other.sha256 == a.sha256
+        np.testing.assert_array_equal(other.splits["train"].images, a.splits["train"].images)
+
+
+def test_channels_are_unpacked_rgb_planes(tmp_path):
+    members = cifar_files.batches(n_per_batch=3)
+    batch = pickle.loads(members["test_batch"], encoding="bytes")
+    ds = cifar.load(str(cifar_files.write_folder(tmp_path / "d", members)))
+    first = batch[b"data"][0]
+    np.testing.assert_array_equal(
+        ds.splits["test"].images[0, 5, 7], first[[5 * 32 + 7, 1024 + 5 * 32 + 7, 2048 + 5 * 32 + 7]]
+    )
+
+
+def test_limit_keeps_first_images_in_source_order(synthetic_archive):
+    full, cut = cifar.load(str(synthetic_archive)), cifar.load(str(synthetic_archive), limit=7)
+    for split in cifar.SPLITS:
+        assert len(cut.splits[split]) == 7
+        np.testing.assert_array_equal(cut.splits[split].labels, full.splits[split].labels[:7])
+
+
+def _bad(tmp_path, name: str, payload) -> str:
+    members = cifar_files.batches(n_per_batch=4)
+    members[name] = payload if isinstance(payload, bytes) else pickle.dumps(payload, protocol=2)
+    return str(cifar_files.write_folder(tmp_path / "bad", members))
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        ({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}, "shape"),
+        ({b"data": np.zeros((4, 3072), np.float32), b"labels": [0] * 4}, "uint8"),
+        ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 10]}, "labels must be in"),
+        ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1]}, "4 images but 2 labels"),
+        ({b"labels": [0]}, "no 'data'"),
+        ([1, 2, 3], "not a CIFAR batch"),
+    ],
+)
+def test_invalid_batches_are_user_errors(tmp_path, batch, message):
+    with pytest.raises(UserError, match=message) as err:
+        cifar.load(_bad(tmp_path, "data_batch_3", batch))
+    assert "data_batch_3" in str(err.value)
+
+
+def test_corrupt_pickle(tmp_path):
+    good = cifar_files.batches(n_per_batch=4)["data_batch_2"]
+    with pytest.raises(UserError, match="data_batch_2: corrupt pickle"):
+        cifar.load(_bad(tmp_path, "data_batch_2", good[: len(good) // 2]))
+
+
+def test_missing_batch(tmp_path):
+    members = cifar_files.batches(n_per_batch=4)
+    del members["data_batch_4"]
+    with pytest.raises(UserError, match="data_batch_4: missing"):
+        cifar.load(str(cifar_files.write_folder(tmp_path / "d", members)))
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        cifar.load(str(tmp_path / "nope"))
+
+
+def test_truncated_archive(tmp_path, synthetic_archive):
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(synthetic_archive.read_bytes()[:5000])
+    with pytest.raises(UserError, match="truncated or corrupt archive"):
+        cifar.load(str(cut))
+
+
+def test_archive_that_is_not_cifar(tmp_path):
+    other = cifar_files.write_archive(tmp_path / "x.tar.gz", {"hello.txt": b"hi"}, prefix="p")
+    with pytest.raises(UserError, match="not a CIFAR-10 archive"):
+        cifar.load(str(other))
+
+
+class _RunsShell:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    archive = cifar_files.batches(n_per_batch=4)
+    archive["data_batch_1"] = pickle.dumps({b"data": _RunsShell(marker), b"labels": []}, 2)
+    path = cifar_files.write_archive(tmp_path / "evil.tar.gz", archive)
+    with pytest.raises(UserError, match=r"refused to load (posix|os)\.system"):
+        cifar.load(str(path))
+    assert not marker.exists()
+
+
+def test_hostile_member_size_is_capped(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar, "MAX_MEMBER_BYTES", 100)
+    with pytest.raises(UserError, match="too large"):
+        cifar.load(str(cifar_files.write_archive(tmp_path / "a.tar.gz", cifar_files.batches(4))))

@@ -1,0 +1,68 @@
+"""The embedder: in-graph resize and preprocessing, seeded weights, weights files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cifar_ray import backbones
+from cifar_ray.embedder import Embedder, EmbedderSpec, build_model
+from cifar_ray.errors import UserError
+
+SPEC = EmbedderSpec("inceptionv3", 75, "none", seed=3, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder(SPEC)
+
+
+def test_uint8_in_float_features_out(embedder):
+    images = np.random.default_rng(0).integers(0, 256, (11, 32, 32, 3), dtype=np.uint8)
+    feats = embedder(images)
+    assert feats.shape == (11, 2048) and feats.dtype == np.float32
+    assert np.isfinite(feats).all() and feats.std() > 0
+    assert embedder.model.input.dtype == "uint8"
+
+
+def test_batching_does_not_change_values(embedder):
+    images = np.random.default_rng(1).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_allclose(embedder(images)[3:5], embedder(images[3:5]), atol=1e-5)
+
+
+def test_seeded_random_weights_are_identical_across_builds(embedder):
+    again = Embedder(SPEC)
+    assert again.digest == embedder.digest
+    other = Embedder(EmbedderSpec("inceptionv3", 75, "none", seed=4))
+    assert other.digest != embedder.digest
+
+
+def test_weights_file_round_trip_matches_direct_predict(tmp_path, embedder):
+    """A `.weights.h5` saved from keras.applications loads and reproduces the features."""
+    import keras
+
+    inner = next(l for l in embedder.model.layers if l.name.startswith("inception"))
+    path = tmp_path / "inception.weights.h5"
+    inner.save_weights(path)
+    loaded = Embedder(EmbedderSpec("inceptionv3", 75, str(path), seed=99))
+    assert loaded.digest == embedder.digest
+    images = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    x = keras.ops.image.resize(images.astype("float32") / 127.5 - 1.0, (75, 75))
+    direct = inner.predict(x, verbose=0)
+    np.testing.assert_allclose(loaded(images), direct, atol=1e-4)
+
+
+def test_weights_that_do_not_fit_are_user_errors(tmp_path):
+    import keras
+
+    path = tmp_path / "small.weights.h5"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(path)
+    with pytest.raises(UserError, match="does not fit inceptionv3"):
+        build_model(EmbedderSpec("inceptionv3", 75, str(path)))
+
+
+def test_image_size_below_minimum_and_unknown_backbone():
+    with pytest.raises(UserError, match="below inceptionv3's minimum of 75"):
+        backbones.check_image_size(backbones.get("inceptionv3"), 74)
+    with pytest.raises(UserError, match="unknown backbone 'nope'"):
+        backbones.get("nope")

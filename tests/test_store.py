@@ -1,0 +1,76 @@
+"""The feature store: schema and metadata, atomic publish, validation, assembly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cifar_ray import storage
+from cifar_ray.shards import Shard, plan
+from cifar_ray.storage import Location
+from cifar_ray.store import FeatureStore, metadata_of
+
+META = {"fingerprint": "fp1", "backbone": "toy", "image_size": 75}
+
+
+def _publish(tmp_path, shard, dim=4):
+    store = FeatureStore(Location(str(tmp_path)), "toy")
+    feats = np.arange(shard.rows * dim, dtype=np.float32).reshape(shard.rows, dim) + shard.start
+    labels = np.arange(shard.start, shard.stop) % 10
+    return store, store.publish(shard, labels, feats, META), feats
+
+
+def test_published_file_has_the_schema_and_metadata(tmp_path):
+    shard = Shard("train", 2, 20, 30)
+    store, record, feats = _publish(tmp_path, shard)
+    path = tmp_path / "features/toy/train/part-00002.parquet"
+    table = pq.read_table(path)
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.field("label").type == pa.int64()
+    assert table.schema.field("features").type == pa.list_(pa.float32(), 4)
+    assert table.column("id").to_pylist() == list(range(20, 30))
+    assert metadata_of(store.loc, str(path))["backbone"] == "toy"
+    assert (record.rows, record.id_start, record.id_stop) == (10, 20, 30)
+    assert store.problem(shard, "fp1") is None
+    assert not [p for p in tmp_path.rglob("*") if storage.TMP_MARK in p.name]
+
+
+def test_publish_is_safe_to_repeat(tmp_path):
+    shard = Shard("test", 0, 0, 5)
+    _, first, _ = _publish(tmp_path, shard)
+    store, second, _ = _publish(tmp_path, shard)
+    assert first.sha256 == second.sha256
+    assert len(list((tmp_path / "features/toy/test").iterdir())) == 1
+
+
+def test_problems_are_detected(tmp_path):
+    shard = Shard("train", 0, 0, 8)
+    store, _, _ = _publish(tmp_path, shard)
+    assert store.problem(shard, "other") == "other fingerprint"
+    assert store.problem(Shard("train", 0, 0, 9), "fp1").startswith("wrong rows")
+    path = tmp_path / "features/toy/train/part-00000.parquet"
+    path.write_bytes(path.read_bytes()[:-40])
+    assert store.problem(shard, "fp1") == "checksum mismatch"
+    assert store.problem(Shard("train", 1, 8, 16), "fp1") == "missing"
+
+
+def test_read_split_assembles_in_id_order(tmp_path):
+    shards = plan({"train": 25}, 10)
+    for shard in reversed(shards):
+        store, _, _ = _publish(tmp_path, shard)
+    x, y = store.read_split(shards)
+    assert x.shape == (25, 4) and x.dtype == np.float32
+    np.testing.assert_array_equal(
+        x[:, 0], [s.start + 4 * (i - s.start) for s in shards for i in range(s.start, s.stop)]
+    )
+    np.testing.assert_array_equal(y, np.arange(25) % 10)
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    loc = Location(str(tmp_path))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / f".part-00000.parquet{storage.TMP_MARK}abc").write_bytes(b"x")
+    (tmp_path / "a" / "keep.parquet").write_bytes(b"x")
+    assert storage.remove_temporaries(loc, str(tmp_path)) == 1
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["keep.parquet"]
