@@ -70,9 +70,11 @@ def load(data_dir: str | None, limit: int | None = None) -> Dataset:
 
 def download() -> Path:
     """The official archive through Keras' cache, downloaded once per machine."""
-    import keras
-
     from cifar_ray.locks import file_lock
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()
+    import keras
 
     cache = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras")
     cache = cache.expanduser() / "datasets"

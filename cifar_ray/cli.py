@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from typing import Annotated
@@ -176,16 +175,7 @@ def _on_sigterm(signum, frame) -> None:
     raise _Terminated()
 
 
-def _quiet_native_logs() -> None:
-    """TensorFlow's C++ logging reads its level only from the environment the process began
-    with; re-exec once with it set so users' terminals stay clean (same pid, same args)."""
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        os.execv(sys.executable, [sys.executable, *sys.argv])
-
-
 def main() -> None:
-    _quiet_native_logs()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(standalone_mode=False)

@@ -33,21 +33,6 @@ class EmbedderSpec:
     threads: int = 0  # TensorFlow intra-op threads; 0 lets TensorFlow decide
 
 
-def configure_tensorflow(threads: int = 0) -> None:
-    """Before TensorFlow starts: quiet logs, thread count, and GPU memory growth per process."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-
-    try:
-        if threads > 0:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:  # already initialised in this process: settings are fixed
-        log.debug("TensorFlow was already initialised; thread and memory settings unchanged")
-
-
 def _preprocessing_layers(mode: str) -> list:
     import keras
 

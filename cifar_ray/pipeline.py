@@ -57,8 +57,8 @@ def prepare(cfg: ExtractConfig) -> ExtractionPlan:
     """Everything that can fail on user input fails here, before anything is written."""
     backbone = backbones.get(cfg.backbone)
     size = backbones.check_image_size(backbone, cfg.image_size)
-    if cfg.weights not in ("imagenet", "none") and not Path(cfg.weights).expanduser().is_file():
-        raise UserError(f"--weights {cfg.weights}: no such file (use imagenet, none or a file)")
+    if cfg.weights not in ("imagenet", "none"):
+        _check_weights_file(cfg, size)
     loc = Location(cfg.out)
     store = FeatureStore(loc, backbone.name)
     dataset = cifar.load(cfg.data_dir, cfg.limit)
@@ -77,6 +77,17 @@ def prepare(cfg: ExtractConfig) -> ExtractionPlan:
     spec = EmbedderSpec(backbone.name if ":" not in cfg.backbone else cfg.backbone, size,
                         cfg.weights, cfg.seed, cfg.batch_size)  # fmt: skip
     return ExtractionPlan(cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed)
+
+
+def _check_weights_file(cfg: ExtractConfig, size: int) -> None:
+    """Build once in the driver: a file that does not fit fails here, not in every actor."""
+    if not Path(cfg.weights).expanduser().is_file():
+        raise UserError(f"--weights {cfg.weights}: no such file (use imagenet, none or a file)")
+    from cifar_ray.embedder import build_model
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()
+    build_model(EmbedderSpec(cfg.backbone, size, cfg.weights, cfg.seed))
 
 
 def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
@@ -118,16 +129,23 @@ def execute(
     p: ExtractionPlan, on_shard: Callable[[ShardRecord], None] = lambda r: None
 ) -> ExtractionSummary:
     """Run the Ray part for the shards still to do, then record the manifest."""
-    p.store.write_json("fingerprint.json", {"id": p.fingerprint_id, **p.fingerprint})
     started = time.perf_counter()
     outcome = None
     if p.todo:
         from cifar_ray import extraction  # Ray is imported only when there is work for it
 
+        claimed = []
+
+        def published(record: ShardRecord) -> None:
+            if not claimed:  # the store is claimed by the first result, not before
+                p.store.write_json("fingerprint.json", {"id": p.fingerprint_id, **p.fingerprint})
+                claimed.append(True)
+            on_shard(record)
+
         outcome = extraction.run(
             p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
             actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
-            in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=on_shard,
+            in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
         )  # fmt: skip
     seconds = time.perf_counter() - started
     images = sum(r.rows for r in outcome.records) if outcome else 0

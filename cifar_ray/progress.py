@@ -36,6 +36,9 @@ def image_bar(description: str, total: int) -> Iterator:
         TaskProgressColumn(), _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
         TimeRemainingColumn(),
     )  # fmt: skip
+    if not console.is_terminal:  # logs and pipes get the summary table, not bar frames
+        yield lambda n: None
+        return
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)

@@ -116,8 +116,8 @@ def _table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     for backbone, res in results.items():
         for name, m in sorted(res["models"].items(), key=lambda kv: -kv[1]["accuracy"]["test"]):
             acc = m["accuracy"]
-            rows.append([backbone, name, f"{acc['train']:.4f}", f"{acc['val']:.4f}",
-                         f"{acc['test']:.4f}", f"{m['fit_s']:.1f}", f"{m['infer_s']:.2f}"])  # fmt: skip
+            scores = [f"{acc[k]:.4f}" for k in ("train", "val", "test")]
+            rows.append([backbone, name, *scores, f"{m['fit_s']:.1f}", f"{m['infer_s']:.2f}"])
     return header, rows
 
 

@@ -110,7 +110,7 @@ def _train_loop(config: dict) -> None:
     import keras
     import ray.train
 
-    from cifar_ray.embedder import configure_tensorflow
+    from cifar_ray.tfsetup import configure_tensorflow
 
     configure_tensorflow()
     cfg = TrainConfig(**{k: v for k, v in config.items() if k != "backbone"})
@@ -179,7 +179,7 @@ def predict(model, x: np.ndarray) -> np.ndarray:
 
 def _evaluate_head(loc, backbone, parts, n_classes, state, fit_s) -> dict:
     """Accuracy comes from the saved model itself, so it reproduces exactly on reload."""
-    from cifar_ray.embedder import configure_tensorflow
+    from cifar_ray.tfsetup import configure_tensorflow
 
     configure_tensorflow()
     model = load_head(loc, backbone)

@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _job import run  # noqa: E402
+from _job import run
 
 if __name__ == "__main__":
     run("train")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -72,10 +73,8 @@ def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 def kill_group(proc: subprocess.Popen) -> None:
     """Whatever a test started, it stops: the CLI and any Ray it spawned in its group."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=30)
 
 

@@ -41,7 +41,7 @@ def test_weights_file_round_trip_matches_direct_predict(tmp_path, embedder):
     """A `.weights.h5` saved from keras.applications loads and reproduces the features."""
     import keras
 
-    inner = next(l for l in embedder.model.layers if l.name.startswith("inception"))
+    inner = next(x for x in embedder.model.layers if x.name.startswith("inception"))
     path = tmp_path / "inception.weights.h5"
     inner.save_weights(path)
     loaded = Embedder(EmbedderSpec("inceptionv3", 75, str(path), seed=99))

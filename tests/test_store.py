@@ -23,7 +23,7 @@ def _publish(tmp_path, shard, dim=4):
 
 def test_published_file_has_the_schema_and_metadata(tmp_path):
     shard = Shard("train", 2, 20, 30)
-    store, record, feats = _publish(tmp_path, shard)
+    store, record, _ = _publish(tmp_path, shard)
     path = tmp_path / "features/toy/train/part-00002.parquet"
     table = pq.read_table(path)
     assert table.schema.field("id").type == pa.int64()
@@ -39,7 +39,7 @@ def test_published_file_has_the_schema_and_metadata(tmp_path):
 def test_publish_is_safe_to_repeat(tmp_path):
     shard = Shard("test", 0, 0, 5)
     _, first, _ = _publish(tmp_path, shard)
-    store, second, _ = _publish(tmp_path, shard)
+    _, second, _ = _publish(tmp_path, shard)
     assert first.sha256 == second.sha256
     assert len(list((tmp_path / "features/toy/test").iterdir())) == 1
 
@@ -74,3 +74,12 @@ def test_stale_temporaries_are_removed(tmp_path):
     (tmp_path / "a" / "keep.parquet").write_bytes(b"x")
     assert storage.remove_temporaries(loc, str(tmp_path)) == 1
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["keep.parquet"]
+
+
+def test_not_enough_space_is_refused_before_work(tmp_path):
+    import pytest
+
+    from cifar_ray.errors import UserError
+
+    with pytest.raises(UserError, match="MB free, the features need"):
+        storage.check_writable(Location(str(tmp_path)), str(tmp_path / "f"), need_bytes=10**18)
