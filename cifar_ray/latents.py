@@ -25,18 +25,6 @@ class Latents:
         return int(self.x["train"].shape[1])
 
 
-def stored_backbones(loc: Location) -> list[str]:
-    """Backbones with a manifest under OUT/features/."""
-    from cifar_ray import storage
-
-    found = {
-        p.split("/")[-2]
-        for p in storage.list_files(loc, loc.path("features"))
-        if p.endswith("/manifest.json")
-    }
-    return sorted(found)
-
-
 def load(loc: Location, backbone: str) -> Latents:
     """Refuse an incomplete store or one that mixes fingerprints, naming the shards."""
     store = FeatureStore(loc, backbone)

@@ -132,6 +132,7 @@ def execute(
     started = time.perf_counter()
     outcome = None
     if p.todo:
+        write_manifest(p, None)  # the plan, so `inspect` and `train` can name missing shards
         from cifar_ray import extraction  # Ray is imported only when there is work for it
 
         claimed = []
@@ -177,7 +178,7 @@ def write_preview(p: ExtractionPlan, n: int = 64) -> None:
     )
 
 
-def write_manifest(p: ExtractionPlan, summary: ExtractionSummary) -> None:
+def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> None:
     records = [p.store.record(s) for s in p.shards]
     published = [r.__dict__ for r in records if r and r.fingerprint == p.fingerprint_id]
     p.store.write_json(
@@ -190,6 +191,6 @@ def write_manifest(p: ExtractionPlan, summary: ExtractionSummary) -> None:
             "shard_size": p.cfg.shard_size,
             "complete": len(published) == len(p.shards),
             "shards": published,
-            "last_run": summary.__dict__,
+            "last_run": summary.__dict__ if summary else {},
         },
     )

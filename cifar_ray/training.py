@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_ray import baselines, head, latents, metrics, progress, splits, storage
+from cifar_ray import baselines, head, inspection, latents, metrics, progress, splits, storage
 from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.errors import UserError
 from cifar_ray.ray_runtime import ray_session
@@ -26,7 +26,7 @@ def model_dir(loc: Location, backbone: str) -> str:
 def train_all(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool) -> dict:
     """Validate every store first (a clear refusal beats a failed Ray job), then train each."""
     loc = Location(cfg.out)
-    names = [n for n in cfg.backbone.split(",") if n] or latents.stored_backbones(loc)
+    names = [n for n in cfg.backbone.split(",") if n] or inspection.stores(loc)
     if not names:
         raise UserError(f"{loc.uri}: no feature stores; run `cifar-ray extract` first")
     loaded = {name: latents.load(loc, name) for name in names}

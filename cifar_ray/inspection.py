@@ -1,0 +1,69 @@
+"""`cifar-ray inspect`: check every feature store under OUT and say exactly what is wrong."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from cifar_ray import progress, storage
+from cifar_ray.errors import UserError
+from cifar_ray.shards import plan
+from cifar_ray.storage import Location
+from cifar_ray.store import META_KEY, FeatureStore
+
+
+def stores(loc: Location) -> list[str]:
+    names = {
+        p.split("/")[-2]
+        for p in storage.list_files(loc, loc.path("features"))
+        if p.endswith(("/manifest.json", "/fingerprint.json"))
+    }
+    return sorted(names)
+
+
+def check(store: FeatureStore) -> tuple[dict, list[str]]:
+    """(counts, problems) for one backbone's store."""
+    manifest = store.read_json("manifest.json")
+    if manifest is None:
+        return {}, ["no manifest.json: extraction never got past planning"]
+    fid = manifest["fingerprint"]
+    shards = plan(manifest["split_sizes"], manifest["shard_size"])
+    problems = [f"{s.key}: {p}" for s in shards if (p := store.problem(s, fid))]
+    dims = set()
+    for shard in shards:
+        if any(p.startswith(f"{shard.key}:") for p in problems):
+            continue
+        schema = pq.read_schema(store.data_path(shard), filesystem=store.loc.fs)
+        dims.add(schema.field("features").type.list_size)
+        meta = (schema.metadata or {}).get(META_KEY, b"")
+        if fid.encode() not in meta:
+            problems.append(f"{shard.key}: file metadata names another fingerprint")
+    if len(dims) > 1:
+        problems.append(f"feature dimensions differ between shards: {sorted(dims)}")
+    counts = {
+        "shards": len(shards),
+        "rows": sum(s.rows for s in shards),
+        "dim": next(iter(dims), 0),
+        "fingerprint": fid,
+    }
+    return counts, problems
+
+
+def inspect(out: str) -> bool:
+    loc = Location(out)
+    names = stores(loc)
+    if not names:
+        raise UserError(f"{out}: no feature stores under {loc.path('features')}")
+    rows, ok = [], True
+    for name in names:
+        counts, problems = check(FeatureStore(loc, name))
+        ok &= not problems
+        status = "ok" if not problems else f"{len(problems)} bad"
+        rows.append(
+            [name, *(counts.get(k) for k in ("shards", "rows", "dim", "fingerprint")), status]
+        )
+        for problem in problems:
+            progress.console.print(f"[red]{name}[/red] {problem}")
+    progress.table(
+        "feature stores", ["backbone", "shards", "rows", "dim", "fingerprint", "status"], rows
+    )
+    return ok
