@@ -7,6 +7,7 @@ import signal
 import sys
 from typing import Annotated
 
+import click
 import typer
 
 from cifar_ray.config import DEFAULT_OUT, ExtractConfig, TrainConfig
@@ -19,7 +20,7 @@ app = typer.Typer(
     help="Turn CIFAR-10 into embeddings with Ray actors, train classifiers, report.",
 )
 
-EXIT_USER_ERROR, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USER_ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 Out = Annotated[str, typer.Option("--out", help="Output folder or s3:// URI.")]
 DataDir = Annotated[
@@ -167,40 +168,39 @@ def list_backbones() -> None:
     commands.list_backbones()
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C."""
+_received: list[int] = []  # the signals that stopped us, for the exit message and code
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise _Terminated()
+def on_stop_signal(signum, frame) -> None:
+    """Ctrl-C and SIGTERM both unwind through KeyboardInterrupt, so finally blocks stop Ray."""
+    _received.append(signum)
+    raise KeyboardInterrupt
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, on_stop_signal)
+    signal.signal(signal.SIGTERM, on_stop_signal)
     try:
-        code = app(standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
+        code = app(standalone_mode=False)  # typer turns an interrupt into a return of 130
     except UserError as exc:
         print(f"cifar-ray: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except ExtractionFailed as exc:
         print(f"cifar-ray: {exc}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
-    except KeyboardInterrupt as exc:
-        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
-        print(f"cifar-ray: {what}; published shards are kept, re-run to resume", file=sys.stderr)
-        sys.exit(143 if isinstance(exc, _Terminated) else EXIT_INTERRUPTED)
+    except (KeyboardInterrupt, typer.Abort):
+        code = EXIT_INTERRUPTED
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_USER_ERROR)
-        raise
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = EXIT_USER_ERROR
+    if _received or code == EXIT_INTERRUPTED:
+        terminated = signal.SIGTERM in _received
+        what = "terminated" if terminated else "interrupted"
+        print(f"cifar-ray: {what}; published shards are kept, re-run to resume", file=sys.stderr)
+        code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

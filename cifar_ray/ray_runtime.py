@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ def ray_session(local: bool, address: str | None = None, verbose: bool = False) 
     if local:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     quiet(verbose)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     ray.init(
         address="local" if local else address,
         include_dashboard=False,
@@ -41,10 +44,20 @@ def ray_session(local: bool, address: str | None = None, verbose: bool = False) 
         runtime_env={"env_vars": worker_env()},
         object_store_memory=_local_object_store() if local else None,
     )
+    _keep_signal_handlers(handlers)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _keep_signal_handlers(handlers: dict) -> None:
+    """ray.init replaces the SIGTERM handler with a bare exit; put ours back so SIGTERM
+    unwinds like Ctrl-C and Ray is shut down."""
+    if threading.current_thread() is threading.main_thread():
+        for sig, handler in handlers.items():
+            if callable(handler):
+                signal.signal(sig, handler)
 
 
 def _local_object_store() -> int:
