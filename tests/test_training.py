@@ -1,0 +1,96 @@
+"""The dense head and baselines: they learn a planted signal, select on validation only, and
+a killed training resumes from Ray Train's last checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from cifar_ray import baselines, head, splits
+from tests.conftest import kill_group, run_cli, start_cli
+
+
+def _planted(n: int, dim: int = 32, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(7).normal(0, 1, (10, dim))
+    y = rng.integers(0, 10, n)
+    return (centers[y] + rng.normal(0, 0.8, (n, dim))).astype(np.float32), y
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint():
+    _, y = _planted(500)
+    fit, val = splits.train_val_indices(y, 0.2, seed=3)
+    assert len(set(fit) & set(val)) == 0 and len(fit) + len(val) == 500
+    assert np.array_equal(val, splits.train_val_indices(y, 0.2, seed=3)[1])
+    share = np.bincount(y[val], minlength=10) / np.bincount(y, minlength=10)
+    assert np.all(np.abs(share - 0.2) < 0.07)
+
+
+def test_dense_head_learns_planted_signal():
+    x, y = _planted(600)
+    xt, yt = _planted(200, seed=1)
+    model = head.build(32, 10, hidden=64, dropout=0.1, learning_rate=1e-2, seed=0)
+    seen = []
+    state = head.fit(
+        model, (x[:500], y[:500], x[500:], y[500:]), epochs=5, batch_size=64, patience=3,
+        seed=0, state=head.LoopState(), on_epoch=lambda s, improved: seen.append(s.epoch),
+    )  # fmt: skip
+    assert seen == [1, 2, 3, 4, 5] and len(state.history["val_loss"]) == 5
+    acc = np.mean(np.argmax(model.predict(xt, verbose=0), axis=1) == yt)
+    assert acc > 0.6
+
+
+@pytest.mark.parametrize("name", sorted(baselines.CANDIDATES))
+def test_baselines_beat_chance_and_never_select_on_test(name):
+    x, y = _planted(400)
+    xt, yt = _planted(150, seed=1)
+    parts = ((x[:300], y[:300]), (x[300:], y[300:]))
+    honest = baselines.run(name, *parts, (xt, yt), 10)
+    assert honest["accuracy"]["test"] > 0.6
+    scrambled = baselines.run(name, *parts, (xt, np.roll(yt, 1)), 10)
+    assert scrambled["params"] == honest["params"]  # test labels changed nothing chosen
+    assert scrambled["accuracy"]["val"] == honest["accuracy"]["val"]
+
+
+def _checkpointed_epochs(out) -> list[int]:
+    states = (out / "train-runs").rglob("state.json")
+    return sorted(json.loads(p.read_text())["epoch"] for p in states)
+
+
+@pytest.mark.ray
+def test_killed_training_resumes_from_last_checkpoint(tmp_path, cifar_archive):
+    out = tmp_path / "out"
+    extract = run_cli("extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
+                      "--image-size", "75", "--limit", "60", "--out", out)  # fmt: skip
+    assert extract.returncode == 0, extract.stderr[-2000:]
+
+    train = ["train", "--local", "--out", out, "--epochs", "8", "--no-baselines"]
+    proc = start_cli(*train, env={"CIFAR_RAY_TEST_EPOCH_DELAY_S": "5"})
+    try:
+        deadline = time.monotonic() + 240
+        while 2 not in _checkpointed_epochs(out):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        time.sleep(2)  # epoch 2's checkpoint is registered; epoch 3 is still 3 s away
+        family = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGKILL)  # the driver dies without cleaning anything up
+    finally:
+        kill_group(proc)
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    assert max(_checkpointed_epochs(out)) == 2
+
+    again = run_cli(*train)
+    assert again.returncode == 0, again.stderr[-3000:]
+    result = json.loads((out / "models/inceptionv3/results.json").read_text())
+    params = result["models"]["dense_head"]["params"]
+    assert params["resumed_from"] == 2
+    assert params["epochs_run"] == 8 or params["stopped_early"]
+    assert len(result["models"]["dense_head"]["history"]["loss"]) == params["epochs_run"]
