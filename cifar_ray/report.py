@@ -1,4 +1,4 @@
-"""OUT/report/: metrics.json (the truth), report.md, and a self-contained report.html."""
+"""OUT/report/: metrics.json (the truth), then report.md and a self-contained report.html."""
 
 from __future__ import annotations
 
@@ -13,6 +13,21 @@ import numpy as np
 from cifar_ray import fingerprint, plots, storage
 from cifar_ray.errors import UserError
 from cifar_ray.storage import Location
+
+HEAD = plots.HEAD
+Block = tuple  # ("h3", text) | ("p", text) | ("table", header, rows) | ("fig", figure name)
+EXTRACTION_ROWS = ("weights", "image_size", "preprocessing", "versions", "images", "seconds",
+                   "images_per_s", "actors_replaced")  # fmt: skip
+SECTIONS = {  # HTML id -> heading, in report order
+    "accuracy": "Accuracy against the baselines",
+    "learning-curves": "Learning curves",
+    "confusion": "Confusion matrix (dense head)",
+    "per-class": "Per-class accuracy",
+    "predictions": "Predictions on test images",
+    "embedding": "Embedding map",
+    "comparison": "Backbone comparison",
+    "run": "Run",
+}
 
 
 def collect(loc: Location) -> dict:
@@ -42,6 +57,20 @@ def comparison(results: dict) -> list[dict]:
     return rows
 
 
+def tsne_map(x: np.ndarray, y: np.ndarray, seed: int, n: int = 1000) -> dict:
+    """A seeded t-SNE of a test subsample, shaped like training's "embedding_2d"."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    pick = np.random.default_rng(seed).permutation(len(y))[:n]
+    pts = np.asarray(x[pick], dtype=np.float32)
+    if min(pts.shape) > 50:  # the usual PCA-to-50 first: faster, and less noise
+        pts = PCA(n_components=50, random_state=seed).fit_transform(pts)
+    perplexity = min(30.0, max(1.0, (len(pick) - 1) / 3))
+    coords = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(pts)
+    return {"method": "tsne", "xy": np.round(coords, 4).tolist(), "labels": y[pick].tolist()}
+
+
 def write(out: str) -> str:
     loc = Location(out)
     results = collect(loc)
@@ -51,55 +80,21 @@ def write(out: str) -> str:
         "versions": fingerprint.versions(),
         "backbones": results,
         "comparison": comparison(results),
+        "feature_fingerprints": {b: _feature_fingerprint(loc, b) for b in results},
     }
     storage.put_atomic(loc, f"{folder}/metrics.json", json.dumps(metrics, indent=1).encode())
-    figures = _figures(loc, results)
+    figures = plots.report_figures(metrics, _preview(loc))
     for name, png in figures.items():
         storage.put_atomic(loc, f"{folder}/{name}.png", png)
-    storage.put_atomic(loc, f"{folder}/report.md", _markdown(results, figures).encode())
-    storage.put_atomic(loc, f"{folder}/report.html", _html(results, figures).encode())
+    sections = _sections(metrics, figures)
+    storage.put_atomic(loc, f"{folder}/report.md", _markdown(sections).encode())
+    storage.put_atomic(loc, f"{folder}/report.html", _html(sections, figures).encode())
     return f"{folder}/report.html"
 
 
-def _figures(loc: Location, results: dict) -> dict[str, bytes]:
-    preview = _preview(loc)
-    figures = {}
-    for backbone, res in results.items():
-        classes, models = res["classes"], res["models"]
-        head = models["dense_head"]
-        figures[f"{backbone}-confusion"] = plots.confusion(
-            head["test"]["confusion"], classes, f"{backbone}: dense head, test confusion"
-        )
-        figures[f"{backbone}-per-class"] = plots.per_class(
-            {n: m["test"]["recall"] for n, m in models.items()}, classes,
-            f"{backbone}: per-class test accuracy",
-        )  # fmt: skip
-        figures[f"{backbone}-learning-curves"] = plots.learning_curves(
-            head["history"], f"{backbone} dense head"
-        )
-        emb = res["embedding_2d"]
-        figures[f"{backbone}-embedding-pca"] = plots.embedding_map(
-            emb["xy"], emb["labels"], classes, f"{backbone}: test embedding, PCA"
-        )
-        if preview is not None:
-            figures[f"{backbone}-predictions"] = plots.prediction_grid(
-                preview["images"], preview["labels"], head["sample_predictions"], classes,
-                f"{backbone}: dense head on test images",
-            )  # fmt: skip
-    points = [
-        (
-            b,
-            r["extraction"].get("images_per_s") or 0.0,
-            r["models"]["dense_head"]["accuracy"]["test"],
-        )
-        for b, r in results.items()
-    ]
-    figures["comparison"] = plots.accuracy_vs_speed(points, "accuracy against extraction speed")
-    return figures
-
-
-def _head_test_accuracy(result: dict) -> float:
-    return result["models"]["dense_head"]["accuracy"]["test"]
+def _feature_fingerprint(loc: Location, backbone: str) -> dict:
+    raw = storage.get_bytes(loc, loc.path("features", backbone, "fingerprint.json"))
+    return json.loads(raw) if raw else {}
 
 
 def _preview(loc: Location) -> dict | None:
@@ -110,58 +105,170 @@ def _preview(loc: Location) -> dict | None:
         return {k: data[k] for k in data.files}
 
 
-def _table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["backbone", "model", "train acc", "val acc", "test acc", "fit s", "infer s"]
-    rows = []
-    for backbone, res in results.items():
-        for name, m in sorted(res["models"].items(), key=lambda kv: -kv[1]["accuracy"]["test"]):
-            acc = m["accuracy"]
-            scores = [f"{acc[k]:.4f}" for k in ("train", "val", "test")]
-            rows.append([backbone, name, *scores, f"{m['fit_s']:.1f}", f"{m['infer_s']:.2f}"])
-    return header, rows
+def _fmt(value, digits: int | None = 4) -> str:
+    """Table text: fixed decimals for scores and timings, shortest form for settings."""
+    if value is None or value == "":
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if digits is not None else f"{value:g}"
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
-def _markdown(results: dict, figures: dict[str, bytes]) -> str:
-    header, rows = _table_rows(results)
-    lines = ["# cifar-ray report", "", "## Accuracy", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += [
-        "",
-        "## Extraction",
-        "",
-        "| backbone | dim | images/s | seconds |",
-        "|---|---|---|---|",
-    ]
-    for row in comparison(results):
-        lines.append(
-            f"| {row['backbone']} | {row['dim']} | {row['images_per_s']} | {row['extraction_s']} |"
-        )
-    lines += ["", "## Figures", ""]
-    lines += [f"![{name}]({name}.png)" for name in figures]
-    lines += ["", "Every number here comes from `metrics.json` beside this file."]
-    return "\n".join(lines) + "\n"
+def _sections(metrics: dict, figures: dict) -> list[tuple[str, str, list[Block]]]:
+    """(id, title, blocks) for each section; the per-backbone ones get a subheading each."""
+    builders = {
+        "accuracy": _accuracy_blocks,
+        "learning-curves": _learning_blocks,
+        "confusion": lambda b, res, figs: [("fig", f"{b}-confusion")],
+        "per-class": _per_class_blocks,
+        "predictions": _prediction_blocks,
+        "embedding": _embedding_blocks,
+    }
+    sections = []
+    for sid, build in builders.items():
+        blocks = []
+        for b, res in metrics["backbones"].items():
+            blocks += [("h3", b), *build(b, res, figures)]
+        sections.append((sid, SECTIONS[sid], blocks))
+    sections.append(("comparison", SECTIONS["comparison"], _comparison_blocks(metrics)))
+    sections.append(("run", SECTIONS["run"], _run_blocks(metrics)))
+    return sections
 
 
-def _html(results: dict, figures: dict[str, bytes]) -> str:
-    header, rows = _table_rows(results)
-    table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
-    table += "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    ranked = sorted(res["models"].items(), key=lambda kv: -kv[1]["accuracy"]["test"])
+    header = ["model", "kind", "train acc", "val acc", "test acc", "fit s", "infer s"]
+    rows = [
+        [n, m.get("kind", ""), *(_fmt(m["accuracy"][k]) for k in ("train", "val", "test")),
+         _fmt(m["fit_s"], 1), _fmt(m["infer_s"], 2)]
+        for n, m in ranked
+    ]  # fmt: skip
+    counts = ", ".join(f"{k} {v}" for k, v in res["sizes"].items())
+    note = (
+        f"Images: {counts}. Chance: {1 / len(res['classes']):.3f}. Model selection and early "
+        "stopping see validation only; test is scored once."
     )
-    table += "</table>"
-    sections = [f"<h2>Accuracy</h2>{table}"]
-    for name, png in figures.items():
-        data = base64.b64encode(png).decode()
-        title = html.escape(name.replace("-", " "))
-        sections.append(f'<h2>{title}</h2><img alt="{title}" src="data:image/png;base64,{data}">')
+    return [("p", note), ("table", header, rows), ("fig", f"{b}-accuracy")]
+
+
+def _learning_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    flat = [n for n, m in res["models"].items() if not m.get("history")]
+    note = [("p", f"No per-epoch history (fitted in one go): {', '.join(flat)}.")] if flat else []
+    return [("fig", f"{b}-learning-curves"), *note]
+
+
+def _per_class_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    models = res["models"]
+    rows = [
+        [c, *(_fmt(m["test"]["recall"][i], 3) for m in models.values())]
+        for i, c in enumerate(res["classes"])
+    ]
+    return [("fig", f"{b}-per-class"), ("table", ["class", *models], rows)]
+
+
+def _prediction_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    if f"{b}-predictions" in figures:
+        return [("fig", f"{b}-predictions")]
+    return [("p", "No test preview (OUT/samples/test-preview.npz) was found.")]
+
+
+def _embedding_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    n = len(res["embedding_2d"]["xy"])
+    methods = ", ".join(plots.embedding_sources(res))
+    note = f"{methods} of {n} test images' features, coloured by their true class."
+    return [("fig", f"{b}-embedding"), ("p", note)]
+
+
+def _comparison_blocks(metrics: dict) -> list[Block]:
+    rows = metrics["comparison"]
+    if len(rows) < 2:
+        return [("p", "One backbone only; extract and train several to compare them here.")]
+    fixed = ["backbone", "dim", "images_per_s", "extraction_s"]
+    names = [HEAD, *sorted({k for r in rows for k in r} - {HEAD, *fixed})]
+    header = ["backbone", "feature dim", "images/s", "extraction s", *names]
+    table = [[_fmt(r[k], 1) for k in fixed] + [_fmt(r.get(n)) for n in names] for r in rows]
+    return [("table", header, table), ("fig", "comparison")]
+
+
+def _settings(res: dict, feature_fingerprint: dict) -> dict:
+    """One backbone's run settings, by row label, in table order."""
+    extraction = {**feature_fingerprint, **res["extraction"]}
+    rows = {"fingerprint": res["fingerprint"], "dim": res["dim"], "sizes": res["sizes"]}
+    rows.update({f"extraction {k}": extraction.get(k) for k in EXTRACTION_ROWS})
+    rows.update({f"train {k}": v for k, v in res["train_config"].items() if k != "backbone"})
+    return rows
+
+
+def _run_blocks(metrics: dict) -> list[Block]:
+    prints = metrics["feature_fingerprints"]
+    per = {b: _settings(res, prints.get(b, {})) for b, res in metrics["backbones"].items()}
+    labels = list(dict.fromkeys(label for rows in per.values() for label in rows))
+    table = [[label, *(_fmt(rows.get(label), None) for rows in per.values())] for label in labels]
+    generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(metrics["generated_unix"]))
+    return [
+        ("p", f"Generated {generated}. Every number comes from metrics.json beside this file."),
+        ("table", ["setting", *per], table),
+        ("h3", "Library versions"),
+        ("table", ["library", "version"], [[k, v] for k, v in metrics["versions"].items()]),
+    ]
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _markdown(sections: list) -> str:
+    lines = ["# cifar-ray report", ""]
+    for _, title, blocks in sections:
+        lines += [f"## {title}", ""]
+        for kind, *args in blocks:
+            if kind == "table":
+                header, rows = args
+                lines += ["| " + " | ".join(map(_cell, header)) + " |", "|" + "---|" * len(header)]
+                lines += ["| " + " | ".join(map(_cell, r)) + " |" for r in rows]
+            else:
+                text = args[0]
+                lines.append(
+                    {"h3": f"### {text}", "p": text, "fig": f"![{text}]({text}.png)"}[kind]
+                )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _html_block(kind: str, args: list, figures: dict) -> str:
+    esc = html.escape
+    if kind == "table":
+        header, rows = args
+        head = "".join(f"<th>{esc(str(h))}</th>" for h in header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if kind == "fig":
+        data = base64.b64encode(figures[args[0]]).decode()
+        title = esc(args[0].replace("-", " "))
+        return f'<figure><img alt="{title}" src="data:image/png;base64,{data}"></figure>'
+    return f"<{kind}>{esc(args[0])}</{kind}>"
+
+
+def _html(sections: list, figures: dict) -> str:
+    nav = "".join(f'<li><a href="#{sid}">{html.escape(t)}</a></li>' for sid, t, _ in sections)
+    body = "".join(
+        f'<section id="{sid}"><h2>{html.escape(title)}</h2>'
+        + "".join(_html_block(kind, args, figures) for kind, *args in blocks)
+        + "</section>"
+        for sid, title, blocks in sections
+    )
     style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;"
-        "text-align:right}th{background:#f3f3f3}img{max-width:100%}"
+        "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222;padding:0 1em}"
+        "table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;"
+        "padding:3px 9px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "th{background:#f3f3f3}img{max-width:100%}figure{margin:.5em 0 1.5em}"
+        "nav ul{display:flex;flex-wrap:wrap;gap:.3em 1.2em;list-style:none;padding:0}"
+        "section{border-top:1px solid #ddd;margin-top:1.5em}"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>cifar-ray report</title><style>{style}</style></head><body>"
-        "<h1>cifar-ray report</h1>" + "".join(sections) + "</body></html>\n"
+        f"<h1>cifar-ray report</h1><nav><ul>{nav}</ul></nav>{body}</body></html>\n"
     )
