@@ -36,6 +36,9 @@ Limit = Annotated[int | None, typer.Option(help="Keep the first N images of each
 Seed = Annotated[int, typer.Option(help="Seed for random weights, splits and training.")]
 Local = Annotated[bool, typer.Option("--local", help="Start an embedded Ray on this machine.")]
 Address = Annotated[str | None, typer.Option(help="Ray cluster address (default: auto).")]
+PixelBaselines = Annotated[bool, typer.Option(help="Also train an MLP and a CNN on raw pixels.")]
+PixelEpochs = Annotated[int, typer.Option(help="Raw-pixel model epochs.")]
+Tsne = Annotated[bool, typer.Option(help="Add a t-SNE map of the embedding (slow).")]
 
 
 @app.callback()
@@ -97,6 +100,12 @@ def train(
     val_fraction: Annotated[float, typer.Option(help="Validation share of train.")] = 0.1,
     seed: Seed = 0,
     baselines: Annotated[bool, typer.Option(help="Also fit scikit-learn baselines.")] = True,
+    pixel_baselines: PixelBaselines = True,
+    pixel_epochs: PixelEpochs = 5,
+    data_dir: Annotated[
+        str | None, typer.Option(help="Pixels for raw-pixel baselines (default: as extracted).")
+    ] = None,
+    tsne: Tsne = False,
     local: Local = False,
     address: Address = None,
 ) -> None:
@@ -106,7 +115,8 @@ def train(
     cfg = TrainConfig(
         out=out, backbone=backbone or "", epochs=epochs, batch_size=batch_size, hidden=hidden,
         dropout=dropout, learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
-        baselines=baselines,
+        baselines=baselines, pixel_baselines=pixel_baselines, pixel_epochs=pixel_epochs,
+        data_dir=data_dir, tsne=tsne,
     )  # fmt: skip
     commands.train(cfg, local=local, address=address, verbose=_state["verbose"])
 
@@ -132,6 +142,9 @@ def run(
     seed: Seed = 0,
     actors: Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")] = None,
     epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = 10,
+    pixel_baselines: PixelBaselines = True,
+    pixel_epochs: PixelEpochs = 5,
+    tsne: Tsne = False,
     max_retries: Annotated[int, typer.Option(help="Retries per shard before it fails.")] = 3,
     overwrite: Annotated[bool, typer.Option(help="Replace features made differently.")] = False,
     local: Local = False,
@@ -145,7 +158,10 @@ def run(
         limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
         max_retries=max_retries, overwrite=overwrite,
     )  # fmt: skip
-    tcfg = TrainConfig(out=out, backbone="", epochs=epochs, seed=seed)
+    tcfg = TrainConfig(
+        out=out, backbone="", epochs=epochs, seed=seed, pixel_baselines=pixel_baselines,
+        pixel_epochs=pixel_epochs, data_dir=data_dir, tsne=tsne,
+    )  # fmt: skip
     commands.run(xcfg, tcfg, local=local, address=address, verbose=_state["verbose"])
 
 

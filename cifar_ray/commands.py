@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from cifar_ray import pipeline, progress
 from cifar_ray.config import ExtractConfig, TrainConfig
@@ -38,8 +39,6 @@ def split_names(value: str) -> list[str]:
 
 
 def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
-    from dataclasses import replace
-
     return replace(cfg, backbone=backbone)
 
 
@@ -84,8 +83,9 @@ def report(out: str) -> None:
 def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
         verbose: bool) -> None:  # fmt: skip
     with ray_session(local, address, verbose):
-        extract(xcfg, local=local, address=address, verbose=verbose)
-        train(tcfg, local=local, address=address, verbose=verbose)
+        summaries = extract(xcfg, local=local, address=address, verbose=verbose)
+        stores = ",".join(s.backbone for s in summaries)  # train what this run extracted
+        train(replace(tcfg, backbone=stores), local=local, address=address, verbose=verbose)
     report(xcfg.out)
 
 

@@ -55,8 +55,14 @@ class TrainConfig:
     patience: int = 3  # early stopping on validation loss
     seed: int = 0
     baselines: bool = True
+    pixel_baselines: bool = True  # MLP and small CNN on raw pixels: what the backbone buys
+    pixel_epochs: int = 5
+    data_dir: str | None = None  # pixels for those; default: the source extraction recorded
+    tsne: bool = False  # a seeded t-SNE map of 1,000 test points (slow)
 
     def __post_init__(self) -> None:
+        if self.pixel_epochs <= 0:
+            raise UserError(f"--pixel-epochs must be positive, got {self.pixel_epochs}")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         if self.epochs <= 0 or self.batch_size <= 0 or self.hidden <= 0:

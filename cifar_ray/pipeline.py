@@ -188,6 +188,7 @@ def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> None
             "fingerprint": p.fingerprint_id,
             "classes": list(p.dataset.classes),
             "split_sizes": {k: len(v) for k, v in p.dataset.splits.items()},
+            "data_dir": str(Path(p.cfg.data_dir).resolve()) if p.cfg.data_dir else None,
             "shard_size": p.cfg.shard_size,
             "complete": len(published) == len(p.shards),
             "shards": published,

@@ -41,7 +41,9 @@ def test_run_local_end_to_end(tmp_path, cifar_archive):
     report = out / "report"
     metrics = json.loads((report / "metrics.json").read_text())
     models = metrics["backbones"]["inceptionv3"]["models"]
-    assert {"dense_head", "logreg", "linear_svm", "knn_cosine"} <= set(models)
+    assert {"dense_head", "logreg", "linear_svm", "knn_cosine", "pixel_mlp", "pixel_cnn"} <= set(
+        models
+    )
     assert len(models["dense_head"]["history"]["loss"]) == 2
     for name in ("report.md", "report.html", "inceptionv3-confusion.png",
                  "inceptionv3-predictions.png"):  # fmt: skip
