@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,24 +35,27 @@ class EmbedderSpec:
 
 
 def _preprocessing_layers(mode: str) -> list:
+    """keras.applications' preprocess_input for `mode` as layers; they also cast uint8 to float."""
     import keras
 
-    if mode == "tf":
+    if mode == "tf":  # x/127.5 - 1
         return [keras.layers.Rescaling(1 / 127.5, offset=-1.0)]
-    if mode == "torch":
+    if mode == "torch":  # x/255, then (x - mean) / std per RGB channel
         var = [s**2 for s in _TORCH_STD]
         return [
             keras.layers.Rescaling(1 / 255.0),
             keras.layers.Normalization(mean=list(_TORCH_MEAN), variance=var),
         ]
-    if mode == "caffe":
+    if mode == "caffe":  # RGB -> BGR, minus the ImageNet mean (BGR), no scaling
         return [keras.layers.Rescaling(1.0), _CaffeLayer()]
     if mode == "raw":
         return [keras.layers.Rescaling(1.0)]  # the backbone preprocesses itself; cast only
     raise ValueError(f"unknown preprocessing {mode!r}")
 
 
+@functools.cache
 def _caffe_layer_class():
+    """Defined once, on first use: this module does not import Keras at import time."""
     import keras
 
     class CaffePreprocess(keras.layers.Layer):
@@ -74,6 +78,8 @@ def build_model(spec: EmbedderSpec):
     backbone = backbones.get(spec.backbone)
     size = backbones.check_image_size(backbone, spec.image_size)
     keras.utils.set_random_seed(spec.seed)  # --weights none: identical in every actor
+    if backbone.factory is not None:  # a user's model: errors and what it returns, checked
+        backbone = replace(backbone, factory=_checked_factory(backbone))
     inner = _build_backbone(backbone, (size, size, 3), spec.weights)
     inputs = keras.Input((32, 32, 3), dtype="uint8", name="pixels")
     x = inputs
@@ -86,6 +92,39 @@ def build_model(spec: EmbedderSpec):
     model.trainable = False
     _check_output(model, spec.backbone)
     return model
+
+
+def _checked_factory(backbone: backbones.Backbone):
+    """The factory, wrapped: what it raises, and a model that does not map the images it is
+    given to float vectors (of the declared dim), become UserErrors naming the factory."""
+    import keras
+
+    who = f"backbone factory {backbone.application}"
+
+    def build(input_shape, weights):
+        try:
+            model = backbone.factory(input_shape=input_shape, weights=weights)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"{who} failed: {backbones.first_line(exc)}") from exc
+        if not isinstance(model, keras.Model):
+            raise UserError(f"{who} returned {type(model).__name__}, not a keras.Model")
+        try:  # symbolic: what it does with these images, nothing computed
+            out = model(keras.Input(input_shape))
+        except Exception as exc:
+            raise UserError(f"{who}: its model does not take {input_shape} images "
+                            f"({backbones.first_line(exc)})") from exc  # fmt: skip
+        if not isinstance(out, keras.KerasTensor):
+            raise UserError(f"{who} must return a model with one output, not {type(out).__name__}")
+        if len(out.shape) != 2 or "float" not in str(out.dtype):
+            raise UserError(f"{who} must map images to float vectors (batch, dim); its model "
+                            f"gives {out.dtype} {tuple(out.shape)}")  # fmt: skip
+        if backbone.dim and out.shape[-1] != backbone.dim:
+            raise UserError(f"{who} gives {out.shape[-1]} features; its spec says {backbone.dim}")
+        return model
+
+    return build
 
 
 def _build_backbone(backbone: backbones.Backbone, shape: tuple[int, int, int], weights: str):
