@@ -177,11 +177,13 @@ def inspect(
 
 
 @app.command(name="backbones")
-def list_backbones() -> None:
+def list_backbones(
+    files: Annotated[bool, typer.Option("--files", help="ImageNet weights files, hashes.")] = False,
+) -> None:
     """List the registered backbones."""
     from cifar_ray import commands
 
-    commands.list_backbones()
+    commands.list_backbones(files)
 
 
 _received: list[int] = []  # the signals that stopped us, for the exit message and code

@@ -95,17 +95,24 @@ def inspect(out: str) -> bool:
     return inspection.inspect(out)
 
 
-def list_backbones() -> None:
+def list_backbones(files: bool = False) -> None:
     from cifar_ray import backbones
 
     rows = []
     for name in backbones.names():
-        b = backbones.get(name)
-        rows.append([b.name, b.application, b.dim, b.default_size, b.min_size,
-                     b.preprocessing, b.params_m, b.gmacs])  # fmt: skip
-    progress.table(
-        "backbones",
-        ["name", "keras.applications", "dim", "size", "min size", "preprocessing",
-         "params (M)", "GMACs"],
-        rows,
-    )  # fmt: skip
+        try:
+            b = backbones.get(name)
+        except UserError as exc:  # an installed plugin that does not load: list the others
+            rows.append([name, f"error: {exc}"])
+            continue
+        if files:
+            rows.append([b.name, b.weights_file, b.weights_hash])
+        else:
+            rows.append([b.name, b.application, b.dim or None, b.default_size, b.min_size,
+                         b.preprocessing, b.params_m or None, b.gmacs or None])  # fmt: skip
+    columns = (
+        ["name", "ImageNet weights file (no top, in ~/.keras/models/)", "Keras file_hash"]
+        if files
+        else ["name", "source", "dim", "size", "min size", "preprocessing", "params (M)", "GMACs"]
+    )
+    progress.table("backbones", columns, [r + [None] * (len(columns) - len(r)) for r in rows])

@@ -158,8 +158,18 @@ def _build_imagenet(backbone: backbones.Backbone, shape: tuple[int, int, int]):
     with file_lock(home / "models" / f"{backbone.name}.lock"):
         try:
             return backbone.build(shape, "imagenet")
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{backbone.name}: cannot load ImageNet weights ({exc})") from None
+        except UserError:
+            raise
+        except Exception as exc:  # get_file raises a bare Exception when it cannot download
+            hint = (
+                f"; offline, put {backbone.weights_file} in {home / 'models'} or use --weights FILE"
+                if backbone.weights_file
+                else ""
+            )
+            reason = backbones.first_line(exc)
+            raise UserError(
+                f"{backbone.name}: cannot load ImageNet weights ({reason}){hint}"
+            ) from None
 
 
 def _check_output(model, name: str) -> None:

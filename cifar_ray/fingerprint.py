@@ -23,11 +23,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-def weights_identity(weights: str, seed: int) -> dict:
+def weights_identity(weights: str, seed: int, backbone: Backbone) -> dict:
+    """Random weights are identified by their seed, Keras' ImageNet file by its name and hash,
+    a user's file by its sha256."""
     if weights == "none":
         return {"name": "none", "seed": seed}
     if weights == "imagenet":
-        return {"name": "imagenet", "source": "keras.applications"}
+        return {"name": "imagenet", "file": backbone.weights_file, "hash": backbone.weights_hash}
     path = Path(weights).expanduser()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -57,14 +57,14 @@ def prepare(cfg: ExtractConfig) -> ExtractionPlan:
     """Everything that can fail on user input fails here, before anything is written."""
     backbone = backbones.get(cfg.backbone)
     size = backbones.check_image_size(backbone, cfg.image_size)
-    if cfg.weights not in ("imagenet", "none"):
-        _check_weights_file(cfg, size)
+    if cfg.weights not in ("imagenet", "none") or backbone.factory is not None:
+        _check_model(cfg, size)
     loc = Location(cfg.out)
     store = FeatureStore(loc, backbone.name)
     dataset = cifar.load(cfg.data_dir, cfg.limit)
     fields = fingerprint.build(
         dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
-        backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed),
+        backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed, backbone),
         image_size=size,
     )  # fmt: skip
     fid = fingerprint.fingerprint_id(fields)
@@ -79,9 +79,10 @@ def prepare(cfg: ExtractConfig) -> ExtractionPlan:
     return ExtractionPlan(cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed)
 
 
-def _check_weights_file(cfg: ExtractConfig, size: int) -> None:
-    """Build once in the driver: a file that does not fit fails here, not in every actor."""
-    if not Path(cfg.weights).expanduser().is_file():
+def _check_model(cfg: ExtractConfig, size: int) -> None:
+    """Build once in the driver: a weights file that does not fit, or a user's factory whose
+    model is wrong, fails here before anything is written, not in every actor."""
+    if cfg.weights not in ("imagenet", "none") and not Path(cfg.weights).expanduser().is_file():
         raise UserError(f"--weights {cfg.weights}: no such file (use imagenet, none or a file)")
     from cifar_ray.embedder import build_model
     from cifar_ray.tfsetup import configure_tensorflow

@@ -68,6 +68,7 @@ def _bad_input_cases(tmp_path, archive):
         "limit zero": (["--limit", "0"], "--limit must be a positive"),
         "limit negative": (["--limit", "-3"], "--limit must be a positive"),
         "unknown backbone": (["--backbone", "resnet9000"], "unknown backbone 'resnet9000'"),
+        "bad custom backbone": (["--backbone", "tests.custom_backbone:no_pooling"], "no_pooling"),
         "image size below minimum": (["--image-size", "60"], "below inceptionv3's minimum"),
         "weights file missing": (["--weights", tmp_path / "x.h5"], "no such file"),
         "weights file bad": (["--weights", not_weights], "does not fit inceptionv3"),
