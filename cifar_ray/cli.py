@@ -10,7 +10,7 @@ from typing import Annotated
 import click
 import typer
 
-from cifar_ray.config import DEFAULT_OUT, ExtractConfig, TrainConfig
+from cifar_ray.config import DEFAULT_OUT, ExtractConfig, TrainConfig, parse_image_sizes
 from cifar_ray.errors import ExtractionFailed, UserError
 
 app = typer.Typer(
@@ -31,7 +31,10 @@ Backbone = Annotated[
     str, typer.Option(help="Registered name(s), comma-separated, or module:factory.")
 ]
 Weights = Annotated[str, typer.Option(help="imagenet, none (seeded random) or a weights file.")]
-ImageSize = Annotated[int | None, typer.Option(help="Upscale 32px to this (default: backbone's).")]
+ImageSize = Annotated[
+    str | None,
+    typer.Option(help="Upscale 32px to N (default: backbone's); per backbone: 75,resnet50=224."),
+]
 Limit = Annotated[int | None, typer.Option(help="Keep the first N images of each split.")]
 Seed = Annotated[int, typer.Option(help="Seed for random weights, splits and training.")]
 Local = Annotated[bool, typer.Option("--local", help="Start an embedded Ray on this machine.")]
@@ -79,7 +82,9 @@ def extract(
     from cifar_ray import commands
 
     cfg = ExtractConfig(
-        out=out, data_dir=data_dir, backbone=backbone, weights=weights, image_size=image_size,
+        out=out, data_dir=data_dir, backbone=backbone, weights=weights,
+        image_size=parse_image_sizes(image_size)[0],
+        image_size_overrides=parse_image_sizes(image_size)[1],
         limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
         gpus_per_actor=gpus_per_actor, max_retries=max_retries, overwrite=overwrite,
     )  # fmt: skip
@@ -154,7 +159,9 @@ def run(
     from cifar_ray import commands
 
     xcfg = ExtractConfig(
-        out=out, data_dir=data_dir, backbone=backbone, weights=weights, image_size=image_size,
+        out=out, data_dir=data_dir, backbone=backbone, weights=weights,
+        image_size=parse_image_sizes(image_size)[0],
+        image_size_overrides=parse_image_sizes(image_size)[1],
         limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
         max_retries=max_retries, overwrite=overwrite,
     )  # fmt: skip

@@ -5,21 +5,28 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from cifar_ray import pipeline, progress
+from cifar_ray import cifar, pipeline, progress
 from cifar_ray.config import ExtractConfig, TrainConfig
 from cifar_ray.errors import ExtractionFailed, UserError
 from cifar_ray.ray_runtime import ray_session
+from cifar_ray.storage import Location
 
 log = logging.getLogger(__name__)
 
 
 def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bool) -> list:
     """One plan per backbone, all validated before Ray starts; then extract each in turn."""
-    plans = [pipeline.prepare(cfg_for(cfg, name)) for name in split_names(cfg.backbone)]
+    names = split_names(cfg.backbone)
+    _check_overrides(cfg)
+    dataset = cifar.load(cfg.data_dir, cfg.limit)  # read once for every backbone
+    plans = [pipeline.prepare(cfg_for(cfg, name), dataset) for name in names]
     summaries = []
     if any(p.todo for p in plans):
         with ray_session(local, address, verbose):
-            summaries = [_extract_one(p) for p in plans]
+            from cifar_ray.extraction import ShardPixels
+
+            pixels = ShardPixels(dataset, keep=sum(bool(p.todo) for p in plans) > 1)
+            summaries = [_extract_one(p, pixels) for p in plans]
     else:
         summaries = [pipeline.execute(p) for p in plans]
     _print_summary(summaries)
@@ -39,10 +46,25 @@ def split_names(value: str) -> list[str]:
 
 
 def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
-    return replace(cfg, backbone=backbone)
+    """One backbone's config, with its own image size where `name=N` gave one."""
+    overrides = {_key(name): size for name, size in cfg.image_size_overrides}
+    size = overrides.get(_key(backbone), cfg.image_size)
+    return replace(cfg, backbone=backbone, image_size=size, image_size_overrides=())
 
 
-def _extract_one(p: pipeline.ExtractionPlan) -> pipeline.ExtractionSummary:
+def _check_overrides(cfg: ExtractConfig) -> None:
+    """A typo in `name=N` must not be ignored silently; a known but unused name is fine."""
+    from cifar_ray import backbones
+
+    for name, _ in cfg.image_size_overrides:
+        backbones.get(name)
+
+
+def _key(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def _extract_one(p: pipeline.ExtractionPlan, pixels) -> pipeline.ExtractionSummary:
     if p.temporaries_removed:
         log.warning("removed %d stale temporary files", p.temporaries_removed)
     if p.skipped:
@@ -51,7 +73,7 @@ def _extract_one(p: pipeline.ExtractionPlan) -> pipeline.ExtractionSummary:
         )
     total = sum(s.rows for s in p.todo)
     with progress.image_bar(f"embed {p.backbone.name}", total) as advance:
-        return pipeline.execute(p, on_shard=lambda record: advance(record.rows))
+        return pipeline.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels)
 
 
 def _print_summary(summaries: list[pipeline.ExtractionSummary]) -> None:
@@ -77,6 +99,14 @@ def report(out: str) -> None:
     from cifar_ray import report as report_mod
 
     path = report_mod.write(out)
+    rows = report_mod.comparison(report_mod.collect(Location(out)))
+    fixed = ["backbone", "dim", "images_per_s", "extraction_s"]
+    models = sorted({k for r in rows for k in r} - set(fixed))
+    progress.table(
+        "comparison (test accuracy)",
+        ["backbone", "dim", "img/s", "extract s", *models],
+        [[r.get(k) for k in (*fixed, *models)] for r in rows],
+    )
     progress.console.print(f"report: {path}")
 
 

@@ -17,6 +17,7 @@ class ExtractConfig:
     backbone: str = "inceptionv3"
     weights: str = "imagenet"  # "imagenet", "none" (seeded random init) or a weights file
     image_size: int | None = None  # None: the backbone's default input size
+    image_size_overrides: tuple[tuple[str, int], ...] = ()  # ("resnet50", 224): per backbone
     limit: int | None = None  # keep the first N images of each split
     batch_size: int = 64  # images per forward pass inside an actor
     shard_size: int = 1024  # images per Parquet file
@@ -69,6 +70,22 @@ class TrainConfig:
             raise UserError("--epochs, --batch-size and --hidden must be positive")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+def parse_image_sizes(text: str | None) -> tuple[int | None, tuple[tuple[str, int], ...]]:
+    """`--image-size 75`, `--image-size resnet50=224` or both: `75,resnet50=224`."""
+    default, overrides = None, []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, _, value = part.rpartition("=")
+        try:
+            size = int(value)
+        except ValueError:
+            raise UserError(f"--image-size {text!r}: expected N or name=N, got {part!r}") from None
+        if name:
+            overrides.append((name.strip().lower(), size))
+        else:
+            default = size
+    return default, tuple(overrides)
 
 
 def as_dict(cfg: object) -> dict:

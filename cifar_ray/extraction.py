@@ -11,7 +11,6 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
@@ -114,6 +113,7 @@ def run(
     in_flight: int = 2,
     max_retries: int = 3,
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
+    pixels: ShardPixels | None = None,
 ) -> Outcome:
     """Embed and publish every shard in `todo`; a shard fails only after `max_retries` retries."""
     started = time.perf_counter()
@@ -122,14 +122,15 @@ def run(
     pool = _Pool(shape, spec, loc, metadata)
     outcome = Outcome()
     try:
-        _schedule(pool, dataset, todo, in_flight, max_retries, outcome, on_shard, started)
+        pixels = pixels or ShardPixels(dataset)
+        _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, started)
     finally:
         pool.shutdown()
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def _schedule(pool, dataset, todo, in_flight, max_retries, outcome, on_shard, started) -> None:
+def _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, started) -> None:
     queue: deque[Shard] = deque(todo)
     attempts: Counter[str] = Counter()
     running: dict = {}  # ObjectRef -> (actor, shard)
@@ -137,7 +138,7 @@ def _schedule(pool, dataset, todo, in_flight, max_retries, outcome, on_shard, st
         for actor in list(pool.actors):
             while queue and sum(1 for a, _ in running.values() if a is actor) < in_flight:
                 shard = queue.popleft()
-                ref = actor.process.remote(shard, *shard_arrays(dataset, shard))
+                ref = actor.process.remote(shard, *pixels.get(shard))
                 running[ref] = (actor, shard)
         ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
         for ref in ready:
@@ -178,6 +179,22 @@ def _first_line(exc: BaseException) -> str:
     return lines[-1][:200] if lines else type(exc).__name__
 
 
-def shard_arrays(dataset: Dataset, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
-    split = dataset.splits[shard.split]
-    return split.images[shard.start : shard.stop], split.labels[shard.start : shard.stop]
+class ShardPixels:
+    """Each shard's uint8 pixels go into the object store once; with `keep`, every backbone's
+    pool reuses them instead of moving them again."""
+
+    def __init__(self, dataset: Dataset, keep: bool = False):
+        self.dataset, self.keep = dataset, keep
+        self._refs: dict[str, tuple] = {}
+
+    def get(self, shard: Shard) -> tuple:
+        if shard.key in self._refs:
+            return self._refs[shard.key]
+        split = self.dataset.splits[shard.split]
+        refs = (
+            ray.put(split.images[shard.start : shard.stop]),
+            ray.put(split.labels[shard.start : shard.stop]),
+        )
+        if self.keep:
+            self._refs[shard.key] = refs
+        return refs

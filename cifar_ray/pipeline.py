@@ -53,7 +53,7 @@ class ExtractionPlan:
         }
 
 
-def prepare(cfg: ExtractConfig) -> ExtractionPlan:
+def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> ExtractionPlan:
     """Everything that can fail on user input fails here, before anything is written."""
     backbone = backbones.get(cfg.backbone)
     size = backbones.check_image_size(backbone, cfg.image_size)
@@ -61,7 +61,7 @@ def prepare(cfg: ExtractConfig) -> ExtractionPlan:
         _check_model(cfg, size)
     loc = Location(cfg.out)
     store = FeatureStore(loc, backbone.name)
-    dataset = cifar.load(cfg.data_dir, cfg.limit)
+    dataset = dataset or cifar.load(cfg.data_dir, cfg.limit)
     fields = fingerprint.build(
         dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
         backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed, backbone),
@@ -127,7 +127,9 @@ class ExtractionSummary:
 
 
 def execute(
-    p: ExtractionPlan, on_shard: Callable[[ShardRecord], None] = lambda r: None
+    p: ExtractionPlan,
+    on_shard: Callable[[ShardRecord], None] = lambda r: None,
+    pixels: object | None = None,  # extraction.ShardPixels, shared between backbones
 ) -> ExtractionSummary:
     """Run the Ray part for the shards still to do, then record the manifest."""
     started = time.perf_counter()
@@ -148,6 +150,7 @@ def execute(
             p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
             actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
             in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
+            pixels=pixels,
         )  # fmt: skip
     seconds = time.perf_counter() - started
     images = sum(r.rows for r in outcome.records) if outcome else 0
@@ -162,6 +165,15 @@ def execute(
     write_manifest(p, summary)
     write_preview(p)
     return summary
+
+
+def _throughput(p: ExtractionPlan, summary: ExtractionSummary | None) -> dict:
+    """The last run that embedded anything: a resumed run with nothing to do keeps it."""
+    if summary and summary.images:
+        keys = ("images", "seconds", "images_per_s", "first_shard_s")
+        return {k: getattr(summary, k) for k in keys}
+    previous = p.store.read_json("manifest.json") or {}
+    return previous.get("throughput", {})
 
 
 def write_preview(p: ExtractionPlan, n: int = 64) -> None:
@@ -194,5 +206,6 @@ def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> None
             "complete": len(published) == len(p.shards),
             "shards": published,
             "last_run": summary.__dict__ if summary else {},
+            "throughput": _throughput(p, summary),
         },
     )

@@ -133,7 +133,7 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
         "classes": list(lat.classes),
         "sizes": {k: len(v[1]) for k, v in parts.items()},
         "train_config": as_dict(cfg),
-        "extraction": lat.manifest.get("last_run", {}),
+        "extraction": lat.manifest.get("throughput", {}),
         "models": models,
         "embedding_2d": _pca_map(parts["test"], cfg.seed),
     }
