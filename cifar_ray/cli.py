@@ -42,6 +42,10 @@ Address = Annotated[str | None, typer.Option(help="Ray cluster address (default:
 PixelBaselines = Annotated[bool, typer.Option(help="Also train an MLP and a CNN on raw pixels.")]
 PixelEpochs = Annotated[int, typer.Option(help="Raw-pixel model epochs.")]
 Tsne = Annotated[bool, typer.Option(help="Add a t-SNE map of the embedding (slow).")]
+Precision = Annotated[
+    str, typer.Option(help="float32, mixed_float16 or mixed_bfloat16 (GPUs with tensor cores).")
+]
+Xla = Annotated[bool, typer.Option(help="XLA-compile the embed step.")]
 
 
 @app.callback()
@@ -69,6 +73,8 @@ def extract(
     image_size: ImageSize = None,
     limit: Limit = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    precision: Precision = "float32",
+    xla: Xla = False,
     shard_size: Annotated[int, typer.Option(help="Images per Parquet file.")] = 1024,
     seed: Seed = 0,
     actors: Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")] = None,
@@ -86,6 +92,7 @@ def extract(
         image_size=parse_image_sizes(image_size)[0],
         image_size_overrides=parse_image_sizes(image_size)[1],
         limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
+        precision=precision, xla=xla,
         gpus_per_actor=gpus_per_actor, max_retries=max_retries, overwrite=overwrite,
     )  # fmt: skip
     commands.extract(cfg, local=local, address=address, verbose=_state["verbose"])
@@ -143,6 +150,8 @@ def run(
     image_size: ImageSize = None,
     limit: Limit = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    precision: Precision = "float32",
+    xla: Xla = False,
     shard_size: Annotated[int, typer.Option(help="Images per Parquet file.")] = 1024,
     seed: Seed = 0,
     actors: Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")] = None,
@@ -163,6 +172,7 @@ def run(
         image_size=parse_image_sizes(image_size)[0],
         image_size_overrides=parse_image_sizes(image_size)[1],
         limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
+        precision=precision, xla=xla,
         max_retries=max_retries, overwrite=overwrite,
     )  # fmt: skip
     tcfg = TrainConfig(

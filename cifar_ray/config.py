@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cifar_ray.errors import UserError
 
 DEFAULT_OUT = "./cifar-ray-out"
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class ExtractConfig:
     image_size_overrides: tuple[tuple[str, int], ...] = ()  # ("resnet50", 224): per backbone
     limit: int | None = None  # keep the first N images of each split
     batch_size: int = 64  # images per forward pass inside an actor
+    precision: str = "float32"  # mixed_float16 / mixed_bfloat16 for GPUs with tensor cores
+    xla: bool = False  # XLA-compile the embed step (resize + preprocessing + backbone)
     shard_size: int = 1024  # images per Parquet file
     seed: int = 0
     actors: int | None = None  # None: one per GPU, else one per node's worth of CPU
@@ -35,6 +38,8 @@ class ExtractConfig:
             if getattr(self, name) <= 0:
                 flag = name.replace("_", "-")
                 raise UserError(f"--{flag} must be positive, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.actors is not None and self.actors <= 0:
             raise UserError(f"--actors must be positive, got {self.actors}")
         if self.max_retries < 0:

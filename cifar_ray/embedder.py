@@ -32,6 +32,8 @@ class EmbedderSpec:
     seed: int = 0
     batch_size: int = 64
     threads: int = 0  # TensorFlow intra-op threads; 0 lets TensorFlow decide
+    precision: str = "float32"  # or a Keras mixed policy: mixed_float16, mixed_bfloat16
+    xla: bool = False  # compile the whole embed step with XLA
 
 
 def _preprocessing_layers(mode: str) -> list:
@@ -80,14 +82,19 @@ def build_model(spec: EmbedderSpec):
     keras.utils.set_random_seed(spec.seed)  # --weights none: identical in every actor
     if backbone.factory is not None:  # a user's model: errors and what it returns, checked
         backbone = replace(backbone, factory=_checked_factory(backbone))
-    inner = _build_backbone(backbone, (size, size, 3), spec.weights)
-    inputs = keras.Input((32, 32, 3), dtype="uint8", name="pixels")
-    x = inputs
-    for layer in _preprocessing_layers(backbone.preprocessing):
-        x = layer(x)
-    if size != 32:
-        x = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(x)
-    features = inner(x)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(spec.precision)  # weights stay float32
+    try:
+        inner = _build_backbone(backbone, (size, size, 3), spec.weights)
+        inputs = keras.Input((32, 32, 3), dtype="uint8", name="pixels")
+        x = inputs
+        for layer in _preprocessing_layers(backbone.preprocessing):
+            x = layer(x)
+        if size != 32:
+            x = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(x)
+        features = inner(x)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     model = keras.Model(inputs, features, name=f"embed_{backbone.name}_{size}")
     model.trainable = False
     _check_output(model, spec.backbone)
@@ -197,11 +204,19 @@ class Embedder:
         self.dim = int(self.model.output_shape[-1])
         self.digest = weights_digest(self.model)
         sig = tf.TensorSpec((None, 32, 32, 3), tf.uint8)
-        self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[sig])
+        self._forward = tf.function(
+            lambda x: self.model(x, training=False), input_signature=[sig], jit_compile=spec.xla
+        )
+        self(np.zeros((spec.batch_size, 32, 32, 3), np.uint8))  # trace and compile up front
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Fixed-size batches (the last one padded under XLA, which compiles per shape)."""
         out = np.empty((len(images), self.dim), dtype=np.float32)
         step = self.spec.batch_size
         for start in range(0, len(images), step):
-            out[start : start + step] = self._forward(images[start : start + step]).numpy()
+            batch = images[start : start + step]
+            n = len(batch)
+            if self.spec.xla and n < step:
+                batch = np.concatenate([batch, np.zeros((step - n, 32, 32, 3), np.uint8)])
+            out[start : start + n] = self._forward(batch).numpy()[:n]
         return out

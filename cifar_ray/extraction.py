@@ -72,11 +72,13 @@ class Outcome:
 
 
 class _Pool:
-    def __init__(self, shape: PoolShape, spec: EmbedderSpec, loc: Location, metadata: dict):
+    def __init__(
+        self, shape: PoolShape, spec: EmbedderSpec, loc: Location, metadata: dict, in_flight: int
+    ):
         self.shape, self.args = shape, (spec, loc, metadata)
         self.remote = ray.remote(_RayShardWorker).options(
             num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0,
-            max_task_retries=0, scheduling_strategy="SPREAD",
+            max_task_retries=0, scheduling_strategy="SPREAD", max_concurrency=in_flight,
         )  # fmt: skip
         self.actors = [self.remote.remote(*self.args) for _ in range(shape.actors)]
         self.digest: str | None = None
@@ -119,7 +121,7 @@ def run(
     started = time.perf_counter()
     shape = pool_shape(actors, gpus_per_actor)
     spec = EmbedderSpec(**{**spec.__dict__, "threads": spec.threads or shape.threads})
-    pool = _Pool(shape, spec, loc, metadata)
+    pool = _Pool(shape, spec, loc, metadata, in_flight)
     outcome = Outcome()
     try:
         pixels = pixels or ShardPixels(dataset)

@@ -46,6 +46,8 @@ def build(
     backbone: Backbone,
     weights: dict,
     image_size: int,
+    precision: str = "float32",
+    xla: bool = False,
 ) -> dict:
     libs = versions()
     return {
@@ -58,6 +60,8 @@ def build(
         "image_size": image_size,
         "resize": "bilinear",
         "preprocessing": backbone.preprocessing,
+        "precision": precision,
+        "xla": xla,
         "versions": {k: libs[k] for k in NUMERIC_LIBRARIES},
     }
 

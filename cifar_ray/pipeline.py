@@ -47,6 +47,8 @@ class ExtractionPlan:
             "image_size": fp["image_size"],
             "resize": fp["resize"],
             "preprocessing": fp["preprocessing"],
+            "precision": fp["precision"],
+            "xla": fp["xla"],
             "dataset": fp["dataset"],
             "dataset_sha256": fp["dataset_sha256"],
             "versions": fingerprint.versions(),
@@ -65,7 +67,7 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     fields = fingerprint.build(
         dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
         backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed, backbone),
-        image_size=size,
+        image_size=size, precision=cfg.precision, xla=cfg.xla,
     )  # fmt: skip
     fid = fingerprint.fingerprint_id(fields)
     _check_fingerprint(store, fields, fid, cfg.overwrite)
@@ -74,8 +76,10 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     removed = storage.remove_temporaries(loc, store.dir)
     shards = plan({k: len(v) for k, v in dataset.splits.items()}, cfg.shard_size)
     todo = [s for s in shards if _needs_work(store, s, fid)]
-    spec = EmbedderSpec(backbone.name if ":" not in cfg.backbone else cfg.backbone, size,
-                        cfg.weights, cfg.seed, cfg.batch_size)  # fmt: skip
+    spec = EmbedderSpec(
+        backbone.name if ":" not in cfg.backbone else cfg.backbone, size, cfg.weights, cfg.seed,
+        cfg.batch_size, precision=cfg.precision, xla=cfg.xla,
+    )  # fmt: skip
     return ExtractionPlan(cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -25,14 +26,17 @@ class ShardWorker:
         self.store = FeatureStore(loc, metadata["backbone"])
         self.metadata = {**metadata, "weights_digest": self.embedder.digest}
         self.node_id = node_id
+        self._device = threading.Lock()  # one forward pass at a time; Parquet writes overlap
 
     def info(self) -> dict:
         return {"digest": self.embedder.digest, "dim": self.embedder.dim, "node_id": self.node_id}
 
     def process(self, shard: Shard, images: np.ndarray, labels: np.ndarray) -> ShardRecord:
+        """Safe to call from two threads: one shard embeds while the last one is written."""
         _test_hooks(shard)
-        started = time.perf_counter()
-        features = self.embedder(images)
+        with self._device:
+            started = time.perf_counter()
+            features = self.embedder(images)
         return self.store.publish(
             shard, labels, features, self.metadata,
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
