@@ -238,5 +238,16 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def run_job(command: str) -> None:
+    """jobs/*.py: `ray submit` and `ray job submit` start the script on the cluster; join it."""
+    args = sys.argv[1:]
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if "--local" not in args and not any(a.startswith("--address") for a in args):
+        args = ["--address", "auto", *args]
+    sys.argv = ["cifar-ray", command, *args]
+    main()
+
+
 if __name__ == "__main__":
     main()

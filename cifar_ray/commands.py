@@ -23,7 +23,10 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     summaries = []
     if any(p.todo for p in plans):
         with ray_session(local, address, verbose):
+            from cifar_ray.cluster import check_out_is_shared
             from cifar_ray.extraction import ShardPixels
+
+            check_out_is_shared(cfg.out)
 
             pixels = ShardPixels(dataset, keep=sum(bool(p.todo) for p in plans) > 1)
             summaries = [_extract_one(p, pixels) for p in plans]

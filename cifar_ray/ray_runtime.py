@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,7 +18,9 @@ FORWARD_PREFIXES = ("CIFAR_RAY_TEST_", "AWS_", "KERAS_HOME")
 def worker_env() -> dict[str, str]:
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "RAY_TRAIN_V2_ENABLED": "1", "PYTHONWARNINGS": "ignore"}
     env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARD_PREFIXES)})
-    return env
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    taken = (job.get("runtime_env") or {}).get("env_vars") or {}
+    return {k: v for k, v in env.items() if k not in taken}  # a job's own env reaches workers
 
 
 @contextmanager

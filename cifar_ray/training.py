@@ -18,6 +18,7 @@ from cifar_ray import (
     storage,
     train_head,
 )
+from cifar_ray.cluster import check_out_is_shared
 from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.errors import UserError
 from cifar_ray.ray_runtime import ray_session
@@ -36,6 +37,7 @@ def train_all(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bo
     pixels = pixel_inputs(cfg, loaded) if cfg.pixel_baselines else {}
     results = {}
     with ray_session(local, address, verbose):
+        check_out_is_shared(cfg.out)  # the Ray Train worker writes the model to OUT
         pixel_refs = _start_pixel_baselines(cfg, pixels)
         for name, lat in loaded.items():
             results[name] = train_one(cfg, loc, lat, pixel_refs.get(_layout(lat), []))

@@ -3,12 +3,7 @@
 Takes the same options as `cifar-ray extract`.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _job import run
+from cifar_ray.cli import run_job
 
 if __name__ == "__main__":
-    run("extract")
+    run_job("extract")

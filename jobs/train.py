@@ -3,12 +3,7 @@
 `ray submit cluster.yaml jobs/train.py -- --out s3://...`; the same options as `cifar-ray train`.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _job import run
+from cifar_ray.cli import run_job
 
 if __name__ == "__main__":
-    run("train")
+    run_job("train")
