@@ -193,6 +193,34 @@ def inspect(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command()
+def bench(
+    data_dir: DataDir = None,
+    backbone: Annotated[str, typer.Option(help="Registered backbone.")] = "inceptionv3",
+    image_size: Annotated[
+        int | None, typer.Option(help="Input size (default: backbone's).")
+    ] = None,
+    images: Annotated[int, typer.Option(help="Images to embed (train first, then test).")] = 300,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    shard_size: Annotated[int, typer.Option(help="Images per shard.")] = 256,
+    actors: Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")] = None,
+    precision: Precision = "float32",
+    xla: Xla = False,
+) -> None:
+    """Measure extraction against a plain Keras predict; prints one JSON line."""
+    from cifar_ray import bench as bench_mod
+
+    if images <= 0:
+        raise UserError(f"--images must be positive, got {images}")
+    bench_mod.main(
+        bench_mod.BenchConfig(
+            data_dir=data_dir, backbone=backbone, image_size=image_size, images=images,
+            batch_size=batch_size, shard_size=shard_size, actors=actors, precision=precision,
+            xla=xla,
+        )
+    )  # fmt: skip
+
+
 @app.command(name="backbones")
 def list_backbones(
     files: Annotated[bool, typer.Option("--files", help="ImageNet weights files, hashes.")] = False,

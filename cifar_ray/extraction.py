@@ -68,6 +68,7 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     first_shard_s: float | None = None
+    pool_ready_s: float = 0.0  # actors built and warmed up: start-up ends here
     actors_replaced: int = 0
 
 
@@ -122,7 +123,7 @@ def run(
     shape = pool_shape(actors, gpus_per_actor)
     spec = EmbedderSpec(**{**spec.__dict__, "threads": spec.threads or shape.threads})
     pool = _Pool(shape, spec, loc, metadata, in_flight)
-    outcome = Outcome()
+    outcome = Outcome(pool_ready_s=time.perf_counter() - started)
     try:
         pixels = pixels or ShardPixels(dataset)
         _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, started)

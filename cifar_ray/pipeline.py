@@ -126,6 +126,7 @@ class ExtractionSummary:
     seconds: float
     images_per_s: float
     first_shard_s: float | None
+    steady_images_per_s: float = 0.0  # after actors are up: what the pipeline sustains
     failed: dict[str, str] = field(default_factory=dict)
     actors_replaced: int = 0
 
@@ -163,6 +164,7 @@ def execute(
         computed=len(outcome.records) if outcome else 0, skipped=p.skipped, images=images,
         seconds=round(seconds, 3), images_per_s=round(images / seconds, 2) if images else 0.0,
         first_shard_s=outcome.first_shard_s if outcome else None,
+        steady_images_per_s=_steady_rate(images, outcome),
         failed=outcome.failed if outcome else {},
         actors_replaced=outcome.actors_replaced if outcome else 0,
     )  # fmt: skip
@@ -171,10 +173,16 @@ def execute(
     return summary
 
 
+def _steady_rate(images: int, outcome) -> float:
+    if not images:
+        return 0.0
+    return round(images / max(1e-9, outcome.seconds - outcome.pool_ready_s), 2)
+
+
 def _throughput(p: ExtractionPlan, summary: ExtractionSummary | None) -> dict:
     """The last run that embedded anything: a resumed run with nothing to do keeps it."""
     if summary and summary.images:
-        keys = ("images", "seconds", "images_per_s", "first_shard_s")
+        keys = ("images", "seconds", "images_per_s", "steady_images_per_s", "first_shard_s")
         return {k: getattr(summary, k) for k in keys}
     previous = p.store.read_json("manifest.json") or {}
     return previous.get("throughput", {})

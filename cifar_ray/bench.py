@@ -1,0 +1,191 @@
+"""`cifar-ray bench`: the full pipeline against a plain Keras predict of the same model.
+
+Both run in one process tree on the same images: the baseline in a child process (so its
+TensorFlow runtime does not sit in the driver), then the real extraction on an embedded Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from cifar_ray import cifar, pipeline
+from cifar_ray.config import ExtractConfig
+from cifar_ray.embedder import EmbedderSpec
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    data_dir: str | None = None
+    backbone: str = "inceptionv3"
+    weights: str = "none"  # the speed of random and ImageNet weights is the same
+    image_size: int | None = None
+    images: int = 300  # train first, then test, in source order
+    batch_size: int = 64
+    shard_size: int = 256
+    actors: int | None = None
+    precision: str = "float32"
+    xla: bool = False
+    seed: int = 0
+
+
+def first_images(dataset: cifar.Dataset, n: int) -> cifar.Dataset:
+    train = dataset.splits["train"]
+    take = {"train": min(n, len(train)), "test": max(0, n - len(train))}
+    splits = {
+        k: cifar.Split(s.images[: take[k]], s.labels[: take[k]]) for k, s in dataset.splits.items()
+    }
+    return replace(dataset, splits=splits)
+
+
+def _baseline(spec: EmbedderSpec, images_path: str, out_path: str, queue) -> None:
+    """Child process: a single-process `model.predict`, warmed up, timed alone."""
+    from cifar_ray.embedder import build_model
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()
+    images = np.load(images_path)
+    model = build_model(replace(spec, precision="float32", xla=False))
+    model.predict(images[: spec.batch_size], batch_size=spec.batch_size, verbose=0)
+    seconds = float("inf")
+    for _ in range(2):  # the better of two runs: the baseline gets every benefit of the doubt
+        started = time.perf_counter()
+        features = model.predict(images, batch_size=spec.batch_size, verbose=0)
+        seconds = min(seconds, time.perf_counter() - started)
+    np.save(out_path, features.astype(np.float32))
+    queue.put({"images": len(images), "seconds": seconds, "device": _device()})
+
+
+class PeakMemory:
+    """Peak proportional set size of this process and all its descendants (Ray's workers),
+    sampled in a thread; PSS counts shared object-store pages once, not per process."""
+
+    def __init__(self, every_s: float = 0.5):
+        import psutil
+
+        self.root, self.every_s, self.peak = psutil.Process(), every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        import psutil
+
+        total = 0
+        for proc in [self.root, *self.root.children(recursive=True)]:
+            try:
+                total += proc.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+
+def run(cfg: BenchConfig) -> dict:
+    from cifar_ray.ray_runtime import ray_session
+
+    dataset = first_images(cifar.load(cfg.data_dir), cfg.images)
+    images = np.concatenate([s.images for s in dataset.splits.values()])
+    with tempfile.TemporaryDirectory(prefix="cifar-ray-bench-") as tmp:
+        xcfg = ExtractConfig(
+            out=tmp, data_dir=cfg.data_dir, backbone=cfg.backbone, weights=cfg.weights,
+            image_size=cfg.image_size, batch_size=cfg.batch_size, shard_size=cfg.shard_size,
+            actors=cfg.actors, precision=cfg.precision, xla=cfg.xla, seed=cfg.seed,
+        )  # fmt: skip
+        plan = pipeline.prepare(xcfg, dataset)
+        base = _run_baseline(plan.spec, images, tmp)
+        started = time.perf_counter()
+        with PeakMemory() as memory, ray_session(local=True):
+            ray_init_s = time.perf_counter() - started
+            summary = pipeline.execute(plan)
+        features = _stored_features(plan)
+        reference = np.load(f"{tmp}/baseline.npy")
+    baseline_rate = base["images"] / base["seconds"]
+    cosine = _cosine_rows(features, reference)
+    return {
+        "config": asdict(cfg),
+        "image_size": plan.spec.image_size,
+        "device": base["device"],
+        "baseline_images_per_s": round(baseline_rate, 2),
+        "pipeline_images_per_s": summary.steady_images_per_s,
+        "ratio": round(summary.steady_images_per_s / baseline_rate, 3),
+        "end_to_end_images_per_s": summary.images_per_s,
+        "ray_init_s": round(ray_init_s, 2),
+        "first_shard_s": round(summary.first_shard_s or 0.0, 2),
+        "peak_pss_mb": round(memory.peak / 2**20),
+        "cosine_vs_float32_min": round(float(cosine.min()), 6),
+        "max_abs_diff_vs_float32": float(np.abs(features - reference).max()),
+    }
+
+
+def _stored_features(plan: pipeline.ExtractionPlan) -> np.ndarray:
+    """All splits, in the order the baseline saw the images (train, then test)."""
+    parts = []
+    for split in plan.dataset.splits:
+        shards = [s for s in plan.shards if s.split == split]
+        if shards:
+            parts.append(plan.store.read_split(shards)[0])
+    return np.concatenate(parts)
+
+
+def _run_baseline(spec: EmbedderSpec, images: np.ndarray, tmp: str) -> dict:
+    np.save(f"{tmp}/images.npy", images)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(
+        target=_baseline, args=(spec, f"{tmp}/images.npy", f"{tmp}/baseline.npy", queue)
+    )
+    child.start()
+    try:
+        result = queue.get(timeout=3600)
+    finally:
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+    return result
+
+
+def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
+
+
+def _device() -> str:
+    """What the baseline ran on: the GPU's name, else the CPU's model and core count."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+         if ln.startswith("model name")), platform.machine(),
+    )  # fmt: skip
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def main(cfg: BenchConfig) -> dict:
+    result = run(cfg)
+    print(json.dumps(result), flush=True)
+    return result
