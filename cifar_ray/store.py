@@ -42,7 +42,8 @@ class ShardRecord:
     sha256: str
     fingerprint: str
     node_id: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0  # embedding time of this shard on its actor
+    worker_peak_rss_mb: int = 0  # the actor's peak resident memory so far
 
     @property
     def key(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 
@@ -40,6 +41,7 @@ class ShardWorker:
         return self.store.publish(
             shard, labels, features, self.metadata,
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
+            worker_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         )  # fmt: skip
 
 

@@ -1,0 +1,42 @@
+"""The benchmark's smoke run (numbers are measured on purpose, never asserted as speeds) and
+the memory check: an actor's peak RSS does not grow with the number of images."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cifar_ray import pipeline
+from cifar_ray.config import ExtractConfig
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.ray
+
+
+def test_bench_prints_one_sane_json_line(cifar_archive):
+    result = run_cli("bench", "--data-dir", cifar_archive, "--image-size", "75", "--images", "96",
+                     "--batch-size", "16", "--shard-size", "32")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["baseline_images_per_s"] > 0 and line["pipeline_images_per_s"] > 0
+    assert line["ratio"] == pytest.approx(
+        line["pipeline_images_per_s"] / line["baseline_images_per_s"], rel=0.01
+    )
+    assert 0 < line["first_shard_s"] < 600 and line["peak_pss_mb"] > 100
+    assert line["cosine_vs_float32_min"] > 0.9999  # float32 pipeline = float32 baseline
+
+
+def _actor_peak_rss(ray_local, tmp_path, archive, limit: int) -> float:
+    cfg = ExtractConfig(out=str(tmp_path / str(limit)), data_dir=str(archive), weights="none",
+                        image_size=75, limit=limit, shard_size=32, batch_size=16)  # fmt: skip
+    summary = pipeline.execute(pipeline.prepare(cfg))
+    assert summary.computed == 2 * limit // 32
+    records = (tmp_path / str(limit)).rglob("_shards/*.json")
+    return max(json.loads(p.read_text())["worker_peak_rss_mb"] for p in records)
+
+
+def test_actor_memory_is_flat_in_dataset_size(ray_local, tmp_path, cifar_archive):
+    small = _actor_peak_rss(ray_local, tmp_path, cifar_archive, 64)
+    large = _actor_peak_rss(ray_local, tmp_path, cifar_archive, 256)
+    assert large < small * 1.10, (small, large)
