@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from cifar_ray.actor_pool import ElasticPool
 from cifar_ray.cifar import Dataset
 from cifar_ray.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
@@ -72,38 +73,6 @@ class Outcome:
     actors_replaced: int = 0
 
 
-class _Pool:
-    def __init__(
-        self, shape: PoolShape, spec: EmbedderSpec, loc: Location, metadata: dict, in_flight: int
-    ):
-        self.shape, self.args = shape, (spec, loc, metadata)
-        self.remote = ray.remote(_RayShardWorker).options(
-            num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0,
-            max_task_retries=0, scheduling_strategy="SPREAD", max_concurrency=in_flight,
-        )  # fmt: skip
-        self.actors = [self.remote.remote(*self.args) for _ in range(shape.actors)]
-        self.digest: str | None = None
-        for info in ray.get([a.info.remote() for a in self.actors]):
-            self._check(info)
-
-    def _check(self, info: dict) -> None:
-        if info["error"]:
-            raise UserError(info["error"])
-        if self.digest and info["digest"] != self.digest:
-            raise RuntimeError("actors built different weights; refusing to mix their features")
-        self.digest = info["digest"]
-
-    def replace(self, dead) -> None:
-        index = self.actors.index(dead)
-        ray.kill(dead, no_restart=True)
-        self.actors[index] = self.remote.remote(*self.args)
-        log.warning("replaced a dead extraction actor")
-
-    def shutdown(self) -> None:
-        for actor in self.actors:
-            ray.kill(actor, no_restart=True)
-
-
 def run(
     dataset: Dataset,
     todo: list[Shard],
@@ -122,14 +91,22 @@ def run(
     started = time.perf_counter()
     shape = pool_shape(actors, gpus_per_actor)
     spec = EmbedderSpec(**{**spec.__dict__, "threads": spec.threads or shape.threads})
-    pool = _Pool(shape, spec, loc, metadata, in_flight)
-    outcome = Outcome(pool_ready_s=time.perf_counter() - started)
+    remote = ray.remote(_RayShardWorker).options(
+        num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0,
+        max_task_retries=0, scheduling_strategy="SPREAD", max_concurrency=in_flight,
+    )  # fmt: skip
+    pool = ElasticPool(
+        make=lambda: remote.remote(spec, loc, metadata),
+        target=lambda: actors or pool_shape(None, gpus_per_actor).actors,
+    )
+    outcome = Outcome()
     try:
         pixels = pixels or ShardPixels(dataset)
         _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, started)
     finally:
         pool.shutdown()
     outcome.seconds = time.perf_counter() - started
+    outcome.pool_ready_s = (pool.first_ready_at or started) - started
     return outcome
 
 
@@ -138,23 +115,25 @@ def _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, sta
     attempts: Counter[str] = Counter()
     running: dict = {}  # ObjectRef -> (actor, shard)
     while queue or running:
-        for actor in list(pool.actors):
+        pool.poll()
+        for actor in list(pool.ready):
             while queue and sum(1 for a, _ in running.values() if a is actor) < in_flight:
                 shard = queue.popleft()
-                ref = actor.process.remote(shard, *pixels.get(shard))
-                running[ref] = (actor, shard)
+                running[actor.process.remote(shard, *pixels.get(shard))] = (actor, shard)
+        if not running:
+            time.sleep(0.05)  # actors still starting
+            continue
         ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
         for ref in ready:
             actor, shard = running.pop(ref)
             try:
                 record = ray.get(ref)
             except RayActorError as exc:
-                if actor in pool.actors:
-                    pool.replace(actor)
+                if actor in pool.ready:
+                    pool.lost(actor)
                     outcome.actors_replaced += 1
-                _retry(
-                    shard, f"actor died: {_first_line(exc)}", attempts, max_retries, queue, outcome
-                )
+                error = f"actor died: {_first_line(exc)}"
+                _retry(shard, error, attempts, max_retries, queue, outcome)
                 continue
             except RayTaskError as exc:
                 _retry(shard, _first_line(exc), attempts, max_retries, queue, outcome)

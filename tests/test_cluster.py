@@ -316,6 +316,15 @@ def test_extraction_survives_losing_a_node(tmp_path, cifar_archive):
     assert survivor in {r["node_id"] for r in _published(out)}
 
 
+def test_a_node_that_joins_mid_run_gets_an_actor(tmp_path, cifar_archive):
+    result = _run_scenario("grow", tmp_path, cifar_archive,
+                           env={"CIFAR_RAY_TEST_SHARD_DELAY_S": "2"})  # fmt: skip
+    assert not result["summary"]["failed"] and result["summary"]["computed"] == 16
+    assert len(result["workers"]) == 2
+    used = {r["node_id"] for r in _published(tmp_path / "out")}
+    assert used == set(result["workers"]), (used, result["workers"])  # the newcomer did shards
+
+
 # --- the scenarios, run in their own process ---------------------------------------------------
 def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path: str) -> None:
     import ray
@@ -336,13 +345,14 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
         # The head runs only the driver (no CPU), as on AWS; two one-CPU workers do the work.
         cluster.add_node(num_cpus=0, temp_dir=temp_dir, include_dashboard=False,
                          _system_config=fast_failure_detection)  # fmt: skip
-        workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+        workers = [cluster.add_node(num_cpus=1) for _ in range(1 if name == "grow" else 2)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False,
                  runtime_env={"env_vars": worker_env()})  # fmt: skip
         check_out_is_shared(out)  # one machine, one disk: a local --out is fine here
-        cfg = ExtractConfig(out=out, data_dir=archive, weights="none", image_size=75, limit=40,
-                            shard_size=10, batch_size=10, actors=2)  # fmt: skip
+        cfg = ExtractConfig(out=out, data_dir=archive, weights="none", image_size=75,
+                            limit=80 if name == "grow" else 40, shard_size=10, batch_size=10,
+                            actors=None if name == "grow" else 2)  # fmt: skip
         plan = pipeline.prepare(cfg)
         removed: list[str] = []
         first_done = threading.Event()
@@ -361,7 +371,18 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
 
         if name == "lose-node":
             threading.Thread(target=lose_a_node, daemon=True).start()
-        summary = pipeline.execute(plan, on_shard=on_shard)
+        if name == "grow":  # Ray adds nodes from the main thread only: extract in another
+            done: list = []
+            runner = threading.Thread(
+                target=lambda: done.append(pipeline.execute(plan, on_shard=on_shard)), daemon=True
+            )
+            runner.start()
+            if first_done.wait(timeout=300):  # an autoscaled node joining mid-run
+                workers.append(cluster.add_node(num_cpus=1))
+            runner.join(timeout=300)
+            summary = done[0]
+        else:
+            summary = pipeline.execute(plan, on_shard=on_shard)
         alive = [n for n in ray.nodes() if n["Alive"]]
         Path(result_path).write_text(json.dumps({
             "summary": summary.__dict__,

@@ -1,0 +1,84 @@
+"""An embedder actor pool that follows the cluster: work goes only to actors that are up,
+nodes that join get actors, and actors that cannot be placed any more are given up."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import ray
+from ray.exceptions import RayActorError
+
+from cifar_ray.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PLACEMENT_TIMEOUT_S = 120.0  # a replacement not placed by then, while others work: cluster shrank
+RESIZE_EVERY_S = 10.0  # how often to compare the pool with what the cluster can hold
+
+
+class ElasticPool:
+    def __init__(self, make: Callable[[], object], target: Callable[[], int]):
+        self.make, self.target = make, target
+        self.ready: list = []
+        self.starting: dict = {}  # actor -> (its info() ref, when it was asked for)
+        self.digest: str | None = None
+        self.first_ready_at: float | None = None  # perf_counter() when the first was up
+        self._resized_at = time.monotonic()
+        for _ in range(target()):
+            self._start()
+
+    def _start(self) -> None:
+        actor = self.make()
+        self.starting[actor] = (actor.info.remote(), time.monotonic())
+
+    def poll(self) -> None:
+        """Promote actors that finished starting; drop unplaceable ones; grow with the cluster."""
+        if self.starting:
+            refs = {ref: actor for actor, (ref, _) in self.starting.items()}
+            done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+            for ref in done:
+                self._promote(refs[ref], ref)
+        now = time.monotonic()
+        for actor, (_, since) in list(self.starting.items()):
+            if self.ready and now - since > PLACEMENT_TIMEOUT_S:
+                log.warning("gave up on an actor the cluster could not place")
+                self._kill(actor)
+        if now - self._resized_at > RESIZE_EVERY_S:
+            self._resized_at = now
+            for _ in range(self.target() - len(self.ready) - len(self.starting)):
+                log.info("the cluster grew: starting another actor")
+                self._start()
+
+    def _promote(self, actor, ref) -> None:
+        del self.starting[actor]
+        try:
+            info = ray.get(ref)
+        except RayActorError:  # died while starting (its node went away): resizing decides
+            return
+        if info["error"]:
+            raise UserError(info["error"])
+        if self.digest and info["digest"] != self.digest:
+            raise RuntimeError("actors built different weights; refusing to mix their features")
+        self.digest = info["digest"]
+        self.ready.append(actor)
+        self.first_ready_at = self.first_ready_at or time.perf_counter()
+
+    def lost(self, actor) -> None:
+        """An actor died: replace it unless the cluster no longer has room for it."""
+        if actor not in self.ready:
+            return
+        self.ready.remove(actor)
+        self._kill(actor)
+        if len(self.ready) + len(self.starting) < max(1, self.target()):
+            self._start()
+
+    def _kill(self, actor) -> None:
+        self.starting.pop(actor, None)
+        ray.kill(actor, no_restart=True)
+
+    def shutdown(self) -> None:
+        for actor in [*self.ready, *self.starting]:
+            ray.kill(actor, no_restart=True)
+        self.ready, self.starting = [], {}
