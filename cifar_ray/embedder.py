@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_ray import backbones
+from cifar_ray import backbones, weights_cache
 from cifar_ray.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def _build_backbone(backbone: backbones.Backbone, shape: tuple[int, int, int], w
         return _build_imagenet(backbone, shape)
     if weights == "none":
         return backbone.build(shape, None)
-    path = Path(weights).expanduser()
+    path = Path(weights_cache.resolve(weights)).expanduser()
     if not path.is_file():
         raise UserError(f"--weights {weights}: no such file (use imagenet, none or a .h5 file)")
     model = backbone.build(shape, None)

@@ -7,6 +7,7 @@ import json
 from importlib import metadata
 from pathlib import Path
 
+from cifar_ray import weights_cache
 from cifar_ray.backbones import Backbone
 
 # Libraries whose versions can change feature values (kernels, resize, layer numerics).
@@ -30,12 +31,8 @@ def weights_identity(weights: str, seed: int, backbone: Backbone) -> dict:
         return {"name": "none", "seed": seed}
     if weights == "imagenet":
         return {"name": "imagenet", "file": backbone.weights_file, "hash": backbone.weights_hash}
-    path = Path(weights).expanduser()
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"name": path.name, "sha256": digest.hexdigest()}
+    path = Path(weights_cache.resolve(weights)).expanduser()
+    return {"name": path.name, "sha256": weights_cache.sha256_of(path)}
 
 
 def build(

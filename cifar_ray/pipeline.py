@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cifar_ray import backbones, cifar, fingerprint, storage
+from cifar_ray import backbones, cifar, fingerprint, storage, weights_cache
 from cifar_ray.config import ExtractConfig
 from cifar_ray.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
@@ -86,7 +86,8 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
 def _check_model(cfg: ExtractConfig, size: int) -> None:
     """Build once in the driver: a weights file that does not fit, or a user's factory whose
     model is wrong, fails here before anything is written, not in every actor."""
-    if cfg.weights not in ("imagenet", "none") and not Path(cfg.weights).expanduser().is_file():
+    weights = weights_cache.resolve(cfg.weights)  # an object-store file: staged on this node
+    if cfg.weights not in ("imagenet", "none") and not Path(weights).expanduser().is_file():
         raise UserError(f"--weights {cfg.weights}: no such file (use imagenet, none or a file)")
     from cifar_ray.embedder import build_model
     from cifar_ray.tfsetup import configure_tensorflow

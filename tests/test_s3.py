@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,52 @@ def test_extract_to_s3_resume_and_read_back(s3_env, cifar_archive):
     assert lat.x["train"].shape == (30, 2048)
     assert lat.y["test"].tolist() == source.splits["test"].labels.tolist()
     assert run_cli("inspect", out, env=s3_env).returncode == 0
+
+
+@pytest.fixture
+def weights_in_bucket(s3_env, tmp_path):
+    """A weights file as an offline cluster keeps it: saved from keras.applications, in S3."""
+    import boto3
+    import keras
+
+    keras.utils.set_random_seed(5)
+    model = keras.applications.InceptionV3(
+        include_top=False, weights=None, input_shape=(75, 75, 3), pooling="avg"
+    )
+    local = tmp_path / "inception_v3_notop.weights.h5"
+    model.save_weights(local)
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"])
+    s3.upload_file(str(local), "feats", "weights/inception_v3_notop.weights.h5")
+    return "s3://feats/weights/inception_v3_notop.weights.h5", local
+
+
+def test_weights_are_staged_once_per_node_and_verified(weights_in_bucket, tmp_path, monkeypatch):
+    from cifar_ray import weights_cache
+    from cifar_ray.errors import UserError
+
+    uri, original = weights_in_bucket
+    monkeypatch.setenv("CIFAR_RAY_CACHE", str(tmp_path / "cache"))
+    first = Path(weights_cache.resolve(uri))
+    assert first.read_bytes() == original.read_bytes()
+    stamp = first.stat().st_mtime_ns
+    assert Path(weights_cache.resolve(uri)).stat().st_mtime_ns == stamp  # reused, not fetched
+
+    first.write_bytes(first.read_bytes()[:1000])  # a corrupt cache entry is fetched again
+    again = Path(weights_cache.resolve(uri))
+    assert again == first and again.read_bytes() == original.read_bytes()
+    assert not [p for p in first.parent.iterdir() if ".tmp-" in p.name]
+
+    with pytest.raises(UserError, match="cannot download"):
+        weights_cache.resolve("s3://feats/weights/missing.h5")
+
+
+def test_extract_with_weights_from_s3(weights_in_bucket, s3_env, tmp_path, cifar_archive):
+    uri, _ = weights_in_bucket
+    env = {**s3_env, "CIFAR_RAY_CACHE": str(tmp_path / "cache")}
+    args = ["extract", "--local", "--data-dir", cifar_archive, "--weights", uri,
+            "--image-size", "75", "--limit", "10", "--out", tmp_path / "o"]  # fmt: skip
+    result = run_cli(*args, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fingerprint = json.loads((tmp_path / "o/features/inceptionv3/fingerprint.json").read_text())
+    assert fingerprint["weights"]["name"] == "inception_v3_notop.weights.h5"
+    assert len(fingerprint["weights"]["sha256"]) == 64
