@@ -66,3 +66,19 @@ def test_image_size_below_minimum_and_unknown_backbone():
         backbones.check_image_size(backbones.get("inceptionv3"), 74)
     with pytest.raises(UserError, match="unknown backbone 'nope'"):
         backbones.get("nope")
+
+
+@pytest.mark.parametrize(
+    ("precision", "xla"),
+    [("float32", True), ("mixed_bfloat16", False), ("mixed_float16", False)],
+)
+def test_precision_and_xla_stay_close_to_float32(embedder, precision, xla):
+    """The GPU options run on CPU too; a partial last batch exercises XLA's padding."""
+    images = np.random.default_rng(4).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    fast = Embedder(EmbedderSpec("inceptionv3", 75, "none", seed=3, batch_size=8,
+                                 precision=precision, xla=xla))  # fmt: skip
+    got, ref = fast(images), embedder(images)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    cosine = np.sum(got * ref, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cosine.min() > 0.999
+    assert fast.digest == embedder.digest  # same weights, only the arithmetic differs
