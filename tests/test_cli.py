@@ -48,7 +48,20 @@ def test_run_local_end_to_end(tmp_path, cifar_archive):
     for name in ("report.md", "report.html", "inceptionv3-confusion.png",
                  "inceptionv3-predictions.png"):  # fmt: skip
         assert (report / name).stat().st_size > 0
-    assert (out / "models/inceptionv3/head.keras").exists()
+    _assert_saved_head_reproduces_test_accuracy(out, models["dense_head"]["accuracy"]["test"])
+
+
+def _assert_saved_head_reproduces_test_accuracy(out, reported: float) -> None:
+    import keras
+    import numpy as np
+
+    from cifar_ray import latents
+    from cifar_ray.storage import Location
+
+    lat = latents.load(Location(str(out)), "inceptionv3")
+    model = keras.models.load_model(out / "models/inceptionv3/head.keras")
+    predicted = np.argmax(model.predict(lat.x["test"], verbose=0), axis=1)
+    assert float(np.mean(predicted == lat.y["test"])) == reported
 
 
 def _bad_input_cases(tmp_path, archive):

@@ -46,6 +46,21 @@ def test_dense_head_learns_planted_signal():
     assert acc > 0.6
 
 
+def test_same_seed_same_numbers():
+    x, y = _planted(300)
+
+    def fit_once():
+        model = head.build(32, 10, hidden=32, dropout=0.2, learning_rate=1e-2, seed=4)
+        data = (x[:250], y[:250], x[250:], y[250:])
+        state = head.fit(model, data, epochs=3, batch_size=32, patience=3, seed=4,
+                         state=head.LoopState(), on_epoch=lambda s, i: None)  # fmt: skip
+        return state.history, model.predict(x[:20], verbose=0)
+
+    (h1, p1), (h2, p2) = fit_once(), fit_once()
+    assert h1["val_loss"] == pytest.approx(h2["val_loss"], rel=1e-6)
+    np.testing.assert_allclose(p1, p2, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(baselines.CANDIDATES))
 def test_baselines_beat_chance_and_never_select_on_test(name):
     x, y = _planted(400)
