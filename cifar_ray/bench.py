@@ -30,7 +30,7 @@ class BenchConfig:
     weights: str = "none"  # the speed of random and ImageNet weights is the same
     image_size: int | None = None
     images: int = 300  # train first, then test, in source order
-    batch_size: int = 64
+    batch_size: int = 0  # 0: the embedder's choice for the device and size
     shard_size: int = 256
     actors: int | None = None
     precision: str = "float32"
@@ -56,10 +56,11 @@ def _baseline(spec: EmbedderSpec, images_path: str, out_path: str, queue) -> Non
     configure_tensorflow()
     images = np.load(images_path)
     embedder = Embedder(replace(spec, precision="float32", xla=False))
-    embedder.model.predict(images[: spec.batch_size], batch_size=spec.batch_size, verbose=0)
+    size = embedder.spec.batch_size  # resolved as the actors resolve it
+    embedder.model.predict(images[:size], batch_size=size, verbose=0)
     rates = {}
     for name, call in (
-        ("predict", lambda: embedder.model.predict(images, batch_size=spec.batch_size, verbose=0)),
+        ("predict", lambda: embedder.model.predict(images, batch_size=size, verbose=0)),
         ("direct", lambda: embedder(images)),
     ):
         best = float("inf")

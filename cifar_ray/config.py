@@ -20,7 +20,7 @@ class ExtractConfig:
     image_size: int | None = None  # None: the backbone's default input size
     image_size_overrides: tuple[tuple[str, int], ...] = ()  # ("resnet50", 224): per backbone
     limit: int | None = None  # keep the first N images of each split
-    batch_size: int = 64  # images per forward pass inside an actor
+    batch_size: int = 0  # images per forward pass; 0: chosen for the device and image size
     precision: str = "float32"  # mixed_float16 / mixed_bfloat16 for GPUs with tensor cores
     xla: bool = False  # XLA-compile the embed step (resize + preprocessing + backbone)
     shard_size: int = 1024  # images per Parquet file
@@ -34,7 +34,9 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"--limit must be a positive number of images, got {self.limit}")
-        for name in ("batch_size", "shard_size", "in_flight"):
+        if self.batch_size < 0:
+            raise UserError(f"--batch-size must be positive (or 0 for auto), got {self.batch_size}")
+        for name in ("shard_size", "in_flight"):
             if getattr(self, name) <= 0:
                 flag = name.replace("_", "-")
                 raise UserError(f"--{flag} must be positive, got {getattr(self, name)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ class EmbedderSpec:
     image_size: int
     weights: str  # "imagenet", "none" or a path to a weights file
     seed: int = 0
-    batch_size: int = 64
+    batch_size: int = 0  # 0: chosen for the device and image size (see auto_batch_size)
     threads: int = 0  # TensorFlow intra-op threads; 0 lets TensorFlow decide
     precision: str = "float32"  # or a Keras mixed policy: mixed_float16, mixed_bfloat16
     xla: bool = False  # compile the whole embed step with XLA
@@ -193,12 +194,26 @@ def weights_digest(model) -> str:
     return digest.hexdigest()
 
 
+def auto_batch_size(image_size: int, on_gpu: bool) -> int:
+    """Measured with InceptionV3 on 2 CPU cores: 75 px runs 519 img/s at batch 64 and 624 at
+    256, while 299 px is flat from 8 to 64 (27-29 img/s) and activation memory grows with
+    batch x pixels. So: the largest power of two within 256 x (75/size)^2, 32 at least.
+    GPUs want large batches at any size."""
+    if on_gpu:
+        return 256
+    budget = 256 * (75 / image_size) ** 2
+    return max(32, 2 ** int(math.log2(max(1.0, budget))))
+
+
 class Embedder:
     """Model-as-callable: loads once, then maps uint8 pixel batches to features."""
 
     def __init__(self, spec: EmbedderSpec):
         import tensorflow as tf
 
+        if spec.batch_size <= 0:
+            on_gpu = bool(tf.config.list_physical_devices("GPU"))
+            spec = replace(spec, batch_size=auto_batch_size(spec.image_size, on_gpu))
         self.spec = spec
         self.model = build_model(spec)
         self.dim = int(self.model.output_shape[-1])
