@@ -46,6 +46,12 @@ Precision = Annotated[
     str, typer.Option(help="float32, mixed_float16 or mixed_bfloat16 (GPUs with tensor cores).")
 ]
 Xla = Annotated[bool, typer.Option(help="XLA-compile the embed step.")]
+BatchSize = Annotated[int, typer.Option(help="Images per forward pass (0: auto).")]
+ShardSize = Annotated[int, typer.Option(help="Images per Parquet file.")]
+Actors = Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")]
+GpusPerActor = Annotated[float, typer.Option(help="GPUs per actor, e.g. 0.5.")]
+MaxRetries = Annotated[int, typer.Option(help="Retries per shard before it fails.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
 
 
 @app.callback()
@@ -64,6 +70,12 @@ def main_options(
 _state = {"verbose": False}
 
 
+def _extract_config(image_size: str | None, **fields) -> ExtractConfig:
+    """`--image-size 75,resnet50=224`: a default and per-backbone sizes."""
+    default, overrides = parse_image_sizes(image_size)
+    return ExtractConfig(image_size=default, image_size_overrides=overrides, **fields)
+
+
 @app.command()
 def extract(
     out: Out = DEFAULT_OUT,
@@ -72,28 +84,26 @@ def extract(
     weights: Weights = "imagenet",
     image_size: ImageSize = None,
     limit: Limit = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass (0: auto).")] = 0,
+    batch_size: BatchSize = 0,
     precision: Precision = "float32",
     xla: Xla = False,
-    shard_size: Annotated[int, typer.Option(help="Images per Parquet file.")] = 1024,
+    shard_size: ShardSize = 1024,
     seed: Seed = 0,
-    actors: Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")] = None,
-    gpus_per_actor: Annotated[float, typer.Option(help="GPUs per actor, e.g. 0.5.")] = 1.0,
-    max_retries: Annotated[int, typer.Option(help="Retries per shard before it fails.")] = 3,
-    overwrite: Annotated[bool, typer.Option(help="Replace features made differently.")] = False,
+    actors: Actors = None,
+    gpus_per_actor: GpusPerActor = 1.0,
+    max_retries: MaxRetries = 3,
+    overwrite: Overwrite = False,
     local: Local = False,
     address: Address = None,
 ) -> None:
     """Embed every image into OUT/features/<backbone>/ (resumes where it stopped)."""
     from cifar_ray import commands
 
-    cfg = ExtractConfig(
-        out=out, data_dir=data_dir, backbone=backbone, weights=weights,
-        image_size=parse_image_sizes(image_size)[0],
-        image_size_overrides=parse_image_sizes(image_size)[1],
-        limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
-        precision=precision, xla=xla,
-        gpus_per_actor=gpus_per_actor, max_retries=max_retries, overwrite=overwrite,
+    cfg = _extract_config(
+        image_size, out=out, data_dir=data_dir, backbone=backbone, weights=weights, limit=limit,
+        batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
+        precision=precision, xla=xla, gpus_per_actor=gpus_per_actor, max_retries=max_retries,
+        overwrite=overwrite,
     )  # fmt: skip
     commands.extract(cfg, local=local, address=address, verbose=_state["verbose"])
 
@@ -149,31 +159,30 @@ def run(
     weights: Weights = "imagenet",
     image_size: ImageSize = None,
     limit: Limit = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass (0: auto).")] = 0,
+    batch_size: BatchSize = 0,
     precision: Precision = "float32",
     xla: Xla = False,
-    shard_size: Annotated[int, typer.Option(help="Images per Parquet file.")] = 1024,
+    shard_size: ShardSize = 1024,
     seed: Seed = 0,
-    actors: Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")] = None,
+    actors: Actors = None,
+    gpus_per_actor: GpusPerActor = 1.0,
     epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = 10,
     pixel_baselines: PixelBaselines = True,
     pixel_epochs: PixelEpochs = 5,
     tsne: Tsne = False,
-    max_retries: Annotated[int, typer.Option(help="Retries per shard before it fails.")] = 3,
-    overwrite: Annotated[bool, typer.Option(help="Replace features made differently.")] = False,
+    max_retries: MaxRetries = 3,
+    overwrite: Overwrite = False,
     local: Local = False,
     address: Address = None,
 ) -> None:
     """The whole job: extract, train, report."""
     from cifar_ray import commands
 
-    xcfg = ExtractConfig(
-        out=out, data_dir=data_dir, backbone=backbone, weights=weights,
-        image_size=parse_image_sizes(image_size)[0],
-        image_size_overrides=parse_image_sizes(image_size)[1],
-        limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
-        precision=precision, xla=xla,
-        max_retries=max_retries, overwrite=overwrite,
+    xcfg = _extract_config(
+        image_size, out=out, data_dir=data_dir, backbone=backbone, weights=weights, limit=limit,
+        batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
+        precision=precision, xla=xla, gpus_per_actor=gpus_per_actor, max_retries=max_retries,
+        overwrite=overwrite,
     )  # fmt: skip
     tcfg = TrainConfig(
         out=out, backbone="", epochs=epochs, seed=seed, pixel_baselines=pixel_baselines,
@@ -201,9 +210,9 @@ def bench(
         int | None, typer.Option(help="Input size (default: backbone's).")
     ] = None,
     images: Annotated[int, typer.Option(help="Images to embed (train first, then test).")] = 300,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass (0: auto).")] = 0,
+    batch_size: BatchSize = 0,
     shard_size: Annotated[int, typer.Option(help="Images per shard.")] = 256,
-    actors: Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")] = None,
+    actors: Actors = None,
     precision: Precision = "float32",
     xla: Xla = False,
 ) -> None:
