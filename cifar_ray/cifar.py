@@ -70,19 +70,21 @@ def load(data_dir: str | None, limit: int | None = None) -> Dataset:
 
 def download() -> Path:
     """The official archive through Keras' cache, downloaded once per machine."""
-    from cifar_ray.locks import file_lock
+    from cifar_ray.locks import file_lock, keras_home
     from cifar_ray.tfsetup import configure_tensorflow
 
     configure_tensorflow()
     import keras
 
-    cache = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras")
-    cache = cache.expanduser() / "datasets"
-    cache.mkdir(parents=True, exist_ok=True)
-    with file_lock(cache / "cifar-10-python.lock"):  # keras.utils.get_file has no lock
-        path = keras.utils.get_file(
-            "cifar-10-python.tar.gz", origin=URL, file_hash=ARCHIVE_MD5, cache_subdir="datasets"
-        )
+    with file_lock(keras_home() / "datasets" / "cifar-10-python.lock"):  # get_file has no lock
+        try:
+            path = keras.utils.get_file(
+                "cifar-10-python.tar.gz", origin=URL, file_hash=ARCHIVE_MD5,
+                cache_subdir="datasets",
+            )  # fmt: skip
+        except Exception as exc:  # get_file raises a bare Exception when it cannot download
+            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise UserError(f"cannot download CIFAR-10 ({reason}); pass --data-dir") from None
     return Path(path)
 
 

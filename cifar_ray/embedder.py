@@ -6,7 +6,6 @@ import functools
 import hashlib
 import logging
 import math
-import os
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -160,9 +159,9 @@ def _build_backbone(backbone: backbones.Backbone, shape: tuple[int, int, int], w
 
 def _build_imagenet(backbone: backbones.Backbone, shape: tuple[int, int, int]):
     """Keras downloads and caches the file; the lock makes that once per node, not per actor."""
-    from cifar_ray.locks import file_lock
+    from cifar_ray.locks import file_lock, keras_home
 
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    home = keras_home()
     with file_lock(home / "models" / f"{backbone.name}.lock"):
         try:
             return backbone.build(shape, "imagenet")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,3 +18,8 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def keras_home() -> Path:
+    """Where Keras caches downloads (its KERAS_HOME rule); our locks live beside them."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
