@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from cifar_ray.errors import UserError
 
 DEFAULT_OUT = "./cifar-ray-out"
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def absolute(path: str | None) -> str | None:
+    """Local paths made absolute up front: Ray workers (and Ray Train's) run in other cwds."""
+    if path is None or "://" in path or path in ("imagenet", "none"):
+        return path
+    return str(Path(path).expanduser().absolute())
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,8 @@ class ExtractConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("out", "data_dir", "weights"):
+            object.__setattr__(self, name, absolute(getattr(self, name)))
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"--limit must be a positive number of images, got {self.limit}")
         if self.batch_size < 0:
@@ -69,6 +79,8 @@ class TrainConfig:
     tsne: bool = False  # a seeded t-SNE map of 1,000 test points (slow)
 
     def __post_init__(self) -> None:
+        for name in ("out", "data_dir"):
+            object.__setattr__(self, name, absolute(getattr(self, name)))
         if self.pixel_epochs <= 0:
             raise UserError(f"--pixel-epochs must be positive, got {self.pixel_epochs}")
         if not 0 < self.val_fraction < 1:

@@ -14,14 +14,31 @@ import numpy as np
 EPOCH_DELAY_ENV = "CIFAR_RAY_TEST_EPOCH_DELAY_S"  # test-only: slow epochs so a test can kill one
 
 
-def build(dim: int, n_classes: int, hidden: int, dropout: float, learning_rate: float, seed: int):
-    """The seeds' head: Dense(hidden, relu) -> Dropout -> Dense(n_classes, softmax), Adam."""
+def build(
+    dim: int,
+    n_classes: int,
+    hidden: int,
+    dropout: float,
+    learning_rate: float,
+    seed: int,
+    x_fit: np.ndarray | None = None,
+):
+    """The seeds' head: Dense(hidden, relu) -> Dropout -> Dense(n_classes, softmax), Adam.
+
+    With `x_fit`, features are standardised first (as the baselines are), with statistics
+    of the training split saved inside the model: frozen features can have tiny variance.
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
+    scale = []
+    if x_fit is not None:
+        scale = [keras.layers.Normalization(name="standardise")]
+        scale[0].adapt(x_fit)
     model = keras.Sequential(
         [
             keras.Input((dim,), name="features"),
+            *scale,
             keras.layers.Dense(hidden, activation="relu"),
             keras.layers.Dropout(dropout, seed=seed),
             keras.layers.Dense(n_classes, activation="softmax"),

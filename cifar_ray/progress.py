@@ -20,6 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 console = Console(stderr=True)
+if not console.is_terminal:  # logs and pipes: wide enough that tables keep their names
+    console.width = 160
 
 
 class _RateColumn(ProgressColumn):

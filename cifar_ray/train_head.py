@@ -20,6 +20,9 @@ def model_dir(loc: Location, backbone: str) -> str:
 
 
 def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents) -> dict:
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()  # ray.train.tensorflow imports TensorFlow into the driver
     import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
@@ -60,7 +63,7 @@ def _train_loop(config: dict) -> None:
     work = Path(tempfile.mkdtemp(prefix="cifar-ray-head-"))
     best = work / "best.weights.h5"
     model = head.build(lat.dim, len(lat.classes), cfg.hidden, cfg.dropout, cfg.learning_rate,
-                       cfg.seed)  # fmt: skip
+                       cfg.seed, x_fit=data[0])  # fmt: skip
     state = head.LoopState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:

@@ -54,12 +54,12 @@ def cli_path() -> str:
     return str(found) if found.exists() else shutil.which("cifar-ray")
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 600):
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600, cwd=None):
     """The installed console script, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [cli_path(), *map(str, args)], capture_output=True, text=True, env=full_env,
-        timeout=timeout, start_new_session=True,
+        timeout=timeout, start_new_session=True, cwd=cwd,
     )  # fmt: skip
 
 

@@ -22,10 +22,11 @@ def test_help_lists_subcommands():
 
 @pytest.mark.ray
 def test_run_local_end_to_end(tmp_path, cifar_archive):
+    """Relative paths, as a user types them: Ray's workers run in other directories."""
     out = tmp_path / "out"
     result = run_cli(
         "run", "--local", "--data-dir", cifar_archive, "--weights", "none", "--image-size", "75",
-        "--limit", "120", "--shard-size", "50", "--epochs", "2", "--out", out,
+        "--limit", "120", "--shard-size", "50", "--epochs", "2", "--out", "out", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
