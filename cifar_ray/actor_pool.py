@@ -15,7 +15,7 @@ from cifar_ray.errors import UserError
 log = logging.getLogger(__name__)
 
 PLACEMENT_TIMEOUT_S = 120.0  # a replacement not placed by then, while others work: cluster shrank
-RESIZE_EVERY_S = 10.0  # how often to compare the pool with what the cluster can hold
+RESIZE_EVERY_S = 5.0  # how often to compare the pool with what the cluster can hold (cheap)
 
 
 class ElasticPool:

@@ -86,13 +86,13 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path, cifar_archive):
     assert extract.returncode == 0, extract.stderr[-2000:]
 
     train = ["train", "--local", "--out", out, "--epochs", "8", "--no-baselines"]
-    proc = start_cli(*train, env={"CIFAR_RAY_TEST_EPOCH_DELAY_S": "5"})
+    proc = start_cli(*train, env={"CIFAR_RAY_TEST_EPOCH_DELAY_S": "8"})
     try:
         deadline = time.monotonic() + 240
         while 2 not in _checkpointed_epochs(out):
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
             time.sleep(0.2)
-        time.sleep(2)  # epoch 2's checkpoint is registered; epoch 3 is still 3 s away
+        time.sleep(4)  # epoch 2's checkpoint gets registered; epoch 3 is still 4 s away
         family = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGKILL)  # the driver dies without cleaning anything up
     finally:
