@@ -124,10 +124,12 @@ def evaluate(loc, backbone, parts, n_classes, state, fit_s) -> dict:
 
     configure_tensorflow()
     model = load_head(loc, backbone)
-    preds = {k: predict(model, v[0]) for k, v in parts.items()}
-    started = time.perf_counter()
-    predict(model, parts["test"][0])
-    infer_s = time.perf_counter() - started
+    preds, seconds = {}, {}
+    for split, (x, _) in parts.items():
+        started = time.perf_counter()
+        preds[split] = predict(model, x)
+        seconds[split] = time.perf_counter() - started
+    infer_s = seconds["test"]
     return {
         "name": "dense_head",
         "kind": "dense-head (Ray Train)",
