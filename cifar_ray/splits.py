@@ -16,3 +16,14 @@ def train_val_indices(labels: np.ndarray, fraction: float, seed: int):
     except ValueError:  # too few images per class for the requested split
         fit, val = train_test_split(index, test_size=fraction, random_state=seed)
     return np.sort(fit), np.sort(val)
+
+
+def parts(x: dict, y: dict, fraction: float, seed: int) -> dict[str, tuple]:
+    """{"train": fit share of train, "val": the rest of train, "test": test}, each (x, y);
+    the one split every model (head, baselines, raw pixels) trains and selects on."""
+    fit, val = train_val_indices(y["train"], fraction, seed)
+    return {
+        "train": (x["train"][fit], y["train"][fit]),
+        "val": (x["train"][val], y["train"][val]),
+        "test": (x["test"], y["test"]),
+    }

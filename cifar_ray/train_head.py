@@ -57,9 +57,8 @@ def _train_loop(config: dict) -> None:
     cfg = TrainConfig(**{k: v for k, v in config.items() if k != "backbone"})
     loc = Location(cfg.out)
     lat = latents.load(loc, config["backbone"])
-    fit_idx, val_idx = splits.train_val_indices(lat.y["train"], cfg.val_fraction, cfg.seed)
-    x, y = lat.x["train"], lat.y["train"]
-    data = (x[fit_idx], y[fit_idx], x[val_idx], y[val_idx])
+    parts = splits.parts(lat.x, lat.y, cfg.val_fraction, cfg.seed)
+    data = (*parts["train"], *parts["val"])
     work = Path(tempfile.mkdtemp(prefix="cifar-ray-head-"))
     best = work / "best.weights.h5"
     model = head.build(lat.dim, len(lat.classes), cfg.hidden, cfg.dropout, cfg.learning_rate,

@@ -69,11 +69,8 @@ def pixel_inputs(cfg: TrainConfig, loaded: dict[str, latents.Latents]) -> dict[s
         if any(not np.array_equal(y[k], lat.y[k]) for k in sizes):
             raise UserError(f"{source}: labels differ from the {lat.backbone} features; "
                             "pass the --data-dir used for extraction")  # fmt: skip
-        fit, val = splits.train_val_indices(y["train"], cfg.val_fraction, cfg.seed)
         inputs[_layout(lat)] = {
-            "train": (x["train"][fit], y["train"][fit]),
-            "val": (x["train"][val], y["train"][val]),
-            "test": (x["test"], y["test"]),
+            **splits.parts(x, y, cfg.val_fraction, cfg.seed),
             "n_classes": len(lat.classes),
         }
     return inputs
@@ -104,13 +101,7 @@ def _start_pixel_baselines(cfg: TrainConfig, inputs: dict[str, dict]) -> dict[st
 def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=()) -> dict:
     import ray
 
-    fit_idx, val_idx = splits.train_val_indices(lat.y["train"], cfg.val_fraction, cfg.seed)
-    x, y = lat.x["train"], lat.y["train"]
-    parts = {
-        "train": (x[fit_idx], y[fit_idx]),  # train minus the validation share
-        "val": (x[val_idx], y[val_idx]),
-        "test": (lat.x["test"], lat.y["test"]),
-    }
+    parts = splits.parts(lat.x, lat.y, cfg.val_fraction, cfg.seed)
     n_classes = len(lat.classes)
     pending = []
     if cfg.baselines:
