@@ -210,9 +210,9 @@ class Embedder:
     def __init__(self, spec: EmbedderSpec):
         import tensorflow as tf
 
+        self.on_gpu = bool(tf.config.list_physical_devices("GPU"))
         if spec.batch_size <= 0:
-            on_gpu = bool(tf.config.list_physical_devices("GPU"))
-            spec = replace(spec, batch_size=auto_batch_size(spec.image_size, on_gpu))
+            spec = replace(spec, batch_size=auto_batch_size(spec.image_size, self.on_gpu))
         self.spec = spec
         self.model = build_model(spec)
         self.dim = int(self.model.output_shape[-1])
