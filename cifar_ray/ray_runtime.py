@@ -15,6 +15,17 @@ from contextlib import contextmanager
 FORWARD_PREFIXES = ("CIFAR_RAY_TEST_", "AWS_", "KERAS_HOME")
 
 
+# An embedded Ray shares the machine with the model: no auth on a private cluster, and no
+# metrics export or prestarted idle workers (nothing reads the metrics without a dashboard;
+# the actors need their own workers). Measured on 2 cores: Ray's own processes used 4.2% of
+# a core idle and 3.0% without these, and extraction at 75 px ran 1.5% faster.
+LOCAL_RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_enable_metrics_collection": "0",
+    "RAY_prestart_worker_first_driver": "0",
+}
+
+
 def worker_env() -> dict[str, str]:
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "RAY_TRAIN_V2_ENABLED": "1", "PYTHONWARNINGS": "ignore"}
     env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARD_PREFIXES)})
@@ -36,7 +47,8 @@ def ray_session(local: bool, address: str | None = None, verbose: bool = False) 
         return
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     if local:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        for key, value in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(key, value)
     quiet(verbose)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     ray.init(
