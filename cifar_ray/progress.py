@@ -41,7 +41,8 @@ def image_bar(description: str, total: int) -> Iterator:
     if not console.is_terminal:  # logs and pipes get the summary table, not bar frames
         yield lambda n: None
         return
-    with Progress(*columns, console=console, transient=False) as bar:
+    # Two frames a second: redrawing at rich's default 10 takes CPU from the embedders.
+    with Progress(*columns, console=console, transient=False, refresh_per_second=2) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 

@@ -145,8 +145,12 @@ def encode(ids: np.ndarray, labels: np.ndarray, features: np.ndarray, metadata: 
     )
     sink = io.BytesIO()
     # Dictionary encoding and statistics on float vectors cost 8x the write time and buy
-    # nothing (measured: 64 ms against 8 ms for 256 x 2048 floats); zstd still pays.
-    pq.write_table(table, sink, compression="zstd", use_dictionary=False, write_statistics=False)
+    # nothing (measured: 64 ms against 8 ms for 256 x 2048 floats). zstd level 1 against the
+    # default 3: 7.4 ms against 10.2, files 55% of raw against 53%.
+    pq.write_table(
+        table, sink, compression="zstd", compression_level=1, use_dictionary=False,
+        write_statistics=False,
+    )  # fmt: skip
     return sink.getvalue()
 
 
