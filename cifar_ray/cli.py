@@ -215,17 +215,20 @@ def bench(
     actors: Actors = None,
     precision: Precision = "float32",
     xla: Xla = False,
+    rounds: Annotated[
+        int, typer.Option(help="Runs of each side; the best counts, as load comes and goes.")
+    ] = 2,
 ) -> None:
     """Measure extraction against a plain Keras predict; prints one JSON line."""
     from cifar_ray import bench as bench_mod
 
-    if images <= 0:
-        raise UserError(f"--images must be positive, got {images}")
+    if images <= 0 or rounds <= 0:
+        raise UserError(f"--images and --rounds must be positive, got {images} and {rounds}")
     bench_mod.main(
         bench_mod.BenchConfig(
             data_dir=data_dir, backbone=backbone, image_size=image_size, images=images,
             batch_size=batch_size, shard_size=shard_size, actors=actors, precision=precision,
-            xla=xla,
+            xla=xla, rounds=rounds,
         )
     )  # fmt: skip
 

@@ -21,6 +21,8 @@ def test_bench_prints_one_sane_json_line(cifar_archive):
     assert result.returncode == 0, result.stderr[-3000:]
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line["baseline_images_per_s"] > 0 and line["pipeline_images_per_s"] > 0
+    rounds = line["pipeline_rounds_images_per_s"]  # two by default: each side's best counts
+    assert len(rounds) == 2 and line["pipeline_images_per_s"] == max(rounds)
     assert line["ratio"] == pytest.approx(
         line["pipeline_images_per_s"] / line["baseline_images_per_s"], rel=0.01
     )
@@ -41,3 +43,10 @@ def test_actor_memory_is_flat_in_dataset_size(ray_local, tmp_path, cifar_archive
     small = _actor_peak_rss(ray_local, tmp_path, cifar_archive, 64)
     large = _actor_peak_rss(ray_local, tmp_path, cifar_archive, 256)
     assert large < small * 1.10, (small, large)
+
+
+def test_bench_refuses_zero_rounds_in_one_line(cifar_archive):
+    result = run_cli("bench", "--data-dir", cifar_archive, "--rounds", "0")
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and "--rounds" in lines[0], result.stderr
+    assert result.stdout.strip() == ""
