@@ -1,4 +1,4 @@
-"""Assembled latents: a complete, single-fingerprint feature store read into numpy."""
+"""Assembled latents: a complete, single-fingerprint feature store, read into numpy once."""
 
 from __future__ import annotations
 
@@ -6,23 +6,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cifar_ray import splits
 from cifar_ray.errors import UserError
-from cifar_ray.shards import plan
+from cifar_ray.shards import Shard, plan
 from cifar_ray.storage import Location
 from cifar_ray.store import FeatureStore
 
 
 @dataclass(frozen=True)
 class Latents:
+    """Checked on load, labels in memory; the features (the large part) are read on demand."""
+
     backbone: str
     classes: tuple[str, ...]
-    x: dict[str, np.ndarray]  # split -> (N, dim) float32
-    y: dict[str, np.ndarray]  # split -> (N,) int64
+    y: dict[str, np.ndarray]  # split -> (N,) int64, id order
     manifest: dict
+    store: FeatureStore
+    shards: dict[str, list[Shard]]
 
     @property
     def dim(self) -> int:
-        return int(self.x["train"].shape[1])
+        return self.store.dim(self.shards["train"][0])
+
+    def features(self, split: str) -> np.ndarray:
+        """(N, dim) float32 in id order."""
+        return self.store.read_split(self.shards[split])[0]
+
+    def parts(self, fraction: float, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """splits.parts for these features: train is decoded straight into fit-then-validation
+        order, so "train" and "val" are views of one array and nothing is copied afterwards."""
+        order, n_fit = splits.fit_then_val(self.y["train"], fraction, seed)
+        x, y = self.store.read_split(self.shards["train"], order)
+        return splits.views(x, y, n_fit, (self.features("test"), self.y["test"]))
 
 
 def load(loc: Location, backbone: str) -> Latents:
@@ -37,7 +52,6 @@ def load(loc: Location, backbone: str) -> Latents:
         listed = ", ".join(f"{k} ({v})" for k, v in sorted(bad.items())[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise UserError(f"{store.dir}: incomplete feature store: {listed}{more}")
-    x, y = {}, {}
-    for split in manifest["split_sizes"]:
-        x[split], y[split] = store.read_split([s for s in shards if s.split == split])
-    return Latents(backbone, tuple(manifest["classes"]), x, y, manifest)
+    by_split = {split: [s for s in shards if s.split == split] for split in manifest["split_sizes"]}
+    y = {split: store.read_labels(group) for split, group in by_split.items()}
+    return Latents(backbone, tuple(manifest["classes"]), y, manifest, store, by_split)

@@ -18,12 +18,24 @@ def train_val_indices(labels: np.ndarray, fraction: float, seed: int):
     return np.sort(fit), np.sort(val)
 
 
-def parts(x: dict, y: dict, fraction: float, seed: int) -> dict[str, tuple]:
-    """{"train": fit share of train, "val": the rest of train, "test": test}, each (x, y);
-    the one split every model (head, baselines, raw pixels) trains and selects on."""
-    fit, val = train_val_indices(y["train"], fraction, seed)
+def fit_then_val(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, int]:
+    """The train ids with the fit share first, then validation, and the fit share's size."""
+    fit, val = train_val_indices(labels, fraction, seed)
+    return np.concatenate([fit, val]), len(fit)
+
+
+def views(x_train, y_train, n_fit: int, test: tuple) -> dict[str, tuple]:
+    """{"train": fit share, "val": validation, "test": test}, each (x, y), from a train split
+    already in fit-then-validation order: views, not copies."""
     return {
-        "train": (x["train"][fit], y["train"][fit]),
-        "val": (x["train"][val], y["train"][val]),
-        "test": (x["test"], y["test"]),
+        "train": (x_train[:n_fit], y_train[:n_fit]),
+        "val": (x_train[n_fit:], y_train[n_fit:]),
+        "test": test,
     }
+
+
+def parts(x: dict, y: dict, fraction: float, seed: int) -> dict[str, tuple]:
+    """The one split every model (head, baselines, raw pixels) trains and selects on, from
+    arrays in id order (one gather of train)."""
+    order, n_fit = fit_then_val(y["train"], fraction, seed)
+    return views(x["train"][order], y["train"][order], n_fit, (x["test"], y["test"]))

@@ -117,18 +117,33 @@ class FeatureStore:
             return "unreadable Parquet"
         return None if table.num_rows == shard.rows else "wrong row count in file"
 
-    def read_split(self, shards: list[Shard]) -> tuple[np.ndarray, np.ndarray]:
-        """Assemble one split into (features [N, dim] float32, labels [N]) in id order."""
-        first = pq.read_schema(self.data_path(shards[0]), filesystem=self.loc.fs)
-        dim = first.field("features").type.list_size
+    def dim(self, shard: Shard) -> int:
+        schema_ = pq.read_schema(self.data_path(shard), filesystem=self.loc.fs)
+        return schema_.field("features").type.list_size
+
+    def read_labels(self, shards: list[Shard]) -> np.ndarray:
+        """One split's labels in id order; the label column alone, so it costs little."""
+        tables = [pq.read_table(self.data_path(s), columns=["label"], filesystem=self.loc.fs)
+                  for s in shards]  # fmt: skip
+        return np.concatenate([t.column("label").to_numpy() for t in tables])
+
+    def read_split(
+        self, shards: list[Shard], order: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One split as (features [N, dim] float32, labels [N]): row i is id order[i] (id
+        order by default). Each shard is decoded once, straight into its rows, so a caller
+        that wants the rows grouped (fit, then validation) gets them without another copy."""
         n = sum(s.rows for s in shards)
-        features = np.empty((n, dim), dtype=np.float32)
+        place = None if order is None else np.argsort(order)  # id -> row
+        features = np.empty((n, self.dim(shards[0])), dtype=np.float32)
         labels = np.empty(n, dtype=np.int64)
         for shard in shards:
             table = pq.read_table(self.data_path(shard), filesystem=self.loc.fs)
             flat = table.column("features").combine_chunks().flatten().to_numpy()
-            features[shard.start : shard.stop] = flat.reshape(-1, dim)
-            labels[shard.start : shard.stop] = table.column("label").to_numpy()
+            rows = slice(shard.start, shard.stop)
+            rows = rows if place is None else place[rows]
+            features[rows] = flat.reshape(shard.rows, -1)
+            labels[rows] = table.column("label").to_numpy()
         return features, labels
 
 

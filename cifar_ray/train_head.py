@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_ray import head, latents, metrics, splits, storage
+from cifar_ray import head, latents, metrics, storage
 from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.errors import UserError
 from cifar_ray.storage import Location
@@ -19,7 +19,8 @@ def model_dir(loc: Location, backbone: str) -> str:
     return loc.path("models", backbone)
 
 
-def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents) -> dict:
+def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref) -> dict:
+    """fit_ref and val_ref: (x, y) in the object store; the worker reads them from there."""
     from cifar_ray.tfsetup import configure_tensorflow
 
     configure_tensorflow()  # ray.train.tensorflow imports TensorFlow into the driver
@@ -32,7 +33,13 @@ def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents) -> dict:
     storage_path = loc.path("train-runs") if loc.is_local else f"{loc.uri}/train-runs"
     trainer = TensorflowTrainer(
         _train_loop,
-        train_loop_config={**as_dict(cfg), "backbone": lat.backbone},
+        train_loop_config={
+            "cfg": as_dict(cfg),
+            "backbone": lat.backbone,
+            "n_classes": len(lat.classes),
+            "fit": fit_ref,
+            "val": val_ref,
+        },
         scaling_config=ScalingConfig(num_workers=1, use_gpu=gpus),
         run_config=RunConfig(
             name=run_name,
@@ -49,20 +56,19 @@ def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents) -> dict:
 def _train_loop(config: dict) -> None:
     """Runs in the Ray Train worker: resumes from Ray Train's latest checkpoint if there is one."""
     import keras
+    import ray
     import ray.train
 
     from cifar_ray.tfsetup import configure_tensorflow
 
     configure_tensorflow()
-    cfg = TrainConfig(**{k: v for k, v in config.items() if k != "backbone"})
+    cfg = TrainConfig(**config["cfg"])
     loc = Location(cfg.out)
-    lat = latents.load(loc, config["backbone"])
-    parts = splits.parts(lat.x, lat.y, cfg.val_fraction, cfg.seed)
-    data = (*parts["train"], *parts["val"])
+    data = (*ray.get(config["fit"]), *ray.get(config["val"]))
     work = Path(tempfile.mkdtemp(prefix="cifar-ray-head-"))
     best = work / "best.weights.h5"
-    model = head.build(lat.dim, len(lat.classes), cfg.hidden, cfg.dropout, cfg.learning_rate,
-                       cfg.seed, x_fit=data[0])  # fmt: skip
+    model = head.build(data[0].shape[1], config["n_classes"], cfg.hidden, cfg.dropout,
+                       cfg.learning_rate, cfg.seed, x_fit=data[0])  # fmt: skip
     state = head.LoopState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:

@@ -61,7 +61,7 @@ def _assert_saved_head_reproduces_test_accuracy(out, reported: float) -> None:
 
     lat = latents.load(Location(str(out)), "inceptionv3")
     model = keras.models.load_model(out / "models/inceptionv3/head.keras")
-    predicted = np.argmax(model.predict(lat.x["test"], verbose=0), axis=1)
+    predicted = np.argmax(model.predict(lat.features("test"), verbose=0), axis=1)
     assert float(np.mean(predicted == lat.y["test"])) == reported
 
 

@@ -39,7 +39,8 @@ def test_ray_features_equal_direct_predict(ray_local, tmp_path, cifar_archive, w
     direct = Embedder(EmbedderSpec("inceptionv3", 75, str(weights_file)))
     for split in cifar.SPLITS:
         np.testing.assert_array_equal(lat.y[split], data.splits[split].labels)
-        np.testing.assert_allclose(lat.x[split], direct(data.splits[split].images), atol=1e-4)
+        expected = direct(data.splits[split].images)
+        np.testing.assert_allclose(lat.features(split), expected, atol=1e-4)
 
     meta = pq.read_schema(tmp_path / "features/inceptionv3/train/part-00000.parquet").metadata
     assert b"cifar_ray" in meta

@@ -68,7 +68,7 @@ def test_extract_to_s3_resume_and_read_back(s3_env, cifar_archive):
 
     lat = latents.load(Location(out), "inceptionv3")
     source = cifar.load(str(cifar_archive), limit=30)
-    assert lat.x["train"].shape == (30, 2048)
+    assert lat.features("train").shape == (30, 2048)
     assert lat.y["test"].tolist() == source.splits["test"].labels.tolist()
     assert run_cli("inspect", out, env=s3_env).returncode == 0
 

@@ -67,6 +67,18 @@ def test_read_split_assembles_in_id_order(tmp_path):
     np.testing.assert_array_equal(y, np.arange(25) % 10)
 
 
+def test_read_split_decodes_rows_straight_into_the_given_order(tmp_path):
+    shards = plan({"train": 25}, 10)
+    for shard in shards:
+        store, _, _ = _publish(tmp_path, shard)
+    in_id_order = store.read_split(shards)
+    order = np.random.default_rng(0).permutation(25)
+    x, y = store.read_split(shards, order)
+    np.testing.assert_array_equal(x, in_id_order[0][order])
+    np.testing.assert_array_equal(y, in_id_order[1][order])
+    np.testing.assert_array_equal(store.read_labels(shards), in_id_order[1])
+
+
 def test_stale_temporaries_are_removed(tmp_path):
     loc = Location(str(tmp_path))
     (tmp_path / "a").mkdir()

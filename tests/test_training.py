@@ -12,7 +12,10 @@ import numpy as np
 import psutil
 import pytest
 
-from cifar_ray import baselines, head, splits
+from cifar_ray import baselines, head, latents, splits
+from cifar_ray.shards import plan
+from cifar_ray.storage import Location
+from cifar_ray.store import FeatureStore
 from tests.conftest import kill_group, run_cli, start_cli
 
 
@@ -30,6 +33,31 @@ def test_validation_split_is_stratified_seeded_and_disjoint():
     assert np.array_equal(val, splits.train_val_indices(y, 0.2, seed=3)[1])
     share = np.bincount(y[val], minlength=10) / np.bincount(y, minlength=10)
     assert np.all(np.abs(share - 0.2) < 0.07)
+
+
+def _toy_store(folder, sizes: dict[str, int], shard_size: int = 16):
+    """A complete store of planted features, written the way extraction publishes them."""
+    store = FeatureStore(Location(str(folder)), "toy")
+    meta = {"fingerprint": "fp", "backbone": "toy"}
+    for shard in plan(sizes, shard_size):
+        x, y = _planted(shard.rows, seed=shard.index + (100 if shard.split == "test" else 0))
+        store.publish(shard, y, x, meta)
+    manifest = {"split_sizes": sizes, "shard_size": shard_size, "fingerprint": "fp"}
+    store.write_json("manifest.json", {**manifest, "classes": list("abcdefghij")})
+    return latents.load(Location(str(folder)), "toy")
+
+
+def test_latents_parts_read_once_into_views_of_one_array(tmp_path):
+    lat = _toy_store(tmp_path, {"train": 100, "test": 40})
+    parts = lat.parts(0.2, seed=3)
+    (x_fit, y_fit), (x_val, y_val) = parts["train"], parts["val"]
+    assert np.shares_memory(x_fit, x_val) is False  # disjoint rows...
+    assert x_fit.base is not None and x_fit.base is x_val.base  # ...of one decoded array
+    expected = splits.parts({k: lat.features(k) for k in lat.y}, lat.y, 0.2, seed=3)
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(parts[name][0], expected[name][0])
+        np.testing.assert_array_equal(parts[name][1], expected[name][1])
+    assert len(y_fit) == 80 and len(y_val) == 20
 
 
 def test_dense_head_learns_planted_signal():
@@ -76,6 +104,21 @@ def test_baselines_beat_chance_and_never_select_on_test(name):
 def _checkpointed_epochs(out) -> list[int]:
     states = (out / "train-runs").rglob("state.json")
     return sorted(json.loads(p.read_text())["epoch"] for p in states)
+
+
+@pytest.mark.ray
+def test_ray_train_worker_reads_shared_memory_not_the_feature_files(ray_local, tmp_path):
+    from cifar_ray import train_head, training
+    from cifar_ray.config import TrainConfig
+
+    lat = _toy_store(tmp_path, {"train": 200, "test": 40})
+    refs = training._share(lat.parts(0.2, seed=0))
+    for path in (tmp_path / "features").rglob("*.parquet"):
+        path.unlink()  # read once, by the driver: the worker must not need them
+    cfg = TrainConfig(out=str(tmp_path), epochs=2, batch_size=32, hidden=16, baselines=False)
+    state = train_head.fit(cfg, Location(str(tmp_path)), lat, refs["train"], refs["val"])
+    assert state["epoch"] == 2
+    assert (tmp_path / "models/toy/head.keras").stat().st_size > 0
 
 
 @pytest.mark.ray
