@@ -114,10 +114,14 @@ def _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, sta
     queue: deque[Shard] = deque(todo)
     attempts: Counter[str] = Counter()
     running: dict = {}  # ObjectRef -> (actor, shard)
+    # An actor's first shard runs alone: two at once would finish together, later, and the
+    # first published shard is what a user watches for (299 px: 9.0 s instead of 11.8).
+    proven: set = set()
     while queue or running:
         pool.poll()
         for actor in list(pool.ready):
-            while queue and sum(1 for a, _ in running.values() if a is actor) < in_flight:
+            limit = in_flight if actor in proven else 1
+            while queue and sum(1 for a, _ in running.values() if a is actor) < limit:
                 shard = queue.popleft()
                 running[actor.process.remote(shard, *pixels.get(shard))] = (actor, shard)
         if not running:
@@ -138,6 +142,7 @@ def _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, sta
             except RayTaskError as exc:
                 _retry(shard, _first_line(exc), attempts, max_retries, queue, outcome)
                 continue
+            proven.add(actor)
             if outcome.first_shard_s is None:
                 outcome.first_shard_s = time.perf_counter() - started
             outcome.records.append(record)
