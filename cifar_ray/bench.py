@@ -1,7 +1,8 @@
 """`cifar-ray bench`: the full pipeline against a plain Keras predict of the same model.
 
-Both run in one process tree on the same images: the baseline in a child process (so its
-TensorFlow runtime does not sit in the driver), then the real extraction on an embedded Ray.
+Both run in one process tree on the same images, in turns (baseline, pipeline, baseline, ...):
+the baseline in a child process (so its TensorFlow runtime does not sit in the driver), the
+pipeline as the real extraction on an embedded Ray. Each side's best round counts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import multiprocessing
 import os
 import platform
+import queue
 import tempfile
 import threading
 import time
@@ -48,9 +50,9 @@ def first_images(dataset: cifar.Dataset, n: int) -> cifar.Dataset:
     return replace(dataset, splits=splits)
 
 
-def _baseline(spec: EmbedderSpec, images_path: str, out_path: str, rounds: int, queue) -> None:
+def _baseline(spec: EmbedderSpec, images_path: str, out_path: str, requests, replies) -> None:
     """Child process, no Ray: the same model through Keras `predict` and through the same
-    compiled call the actors use; each warmed up, each the best of `rounds` timed runs."""
+    compiled call the actors use, both warmed up; one timed run of each per request."""
     from cifar_ray.embedder import Embedder
     from cifar_ray.tfsetup import configure_tensorflow
 
@@ -59,29 +61,69 @@ def _baseline(spec: EmbedderSpec, images_path: str, out_path: str, rounds: int, 
     embedder = Embedder(replace(spec, precision="float32", xla=False))
     size = embedder.spec.batch_size  # resolved as the actors resolve it
     embedder.model.predict(images[:size], batch_size=size, verbose=0)
-    rates = {}
-    for name, call in (
-        ("predict", lambda: embedder.model.predict(images, batch_size=size, verbose=0)),
-        ("direct", lambda: embedder(images)),
-    ):
-        best = float("inf")
-        for _ in range(rounds):
+    replies.put({"device": _device()})
+    calls = {
+        "predict": lambda: embedder.model.predict(images, batch_size=size, verbose=0),
+        "direct": lambda: embedder(images),
+    }
+    while requests.get() is not None:
+        rates = {}
+        for name, call in calls.items():
             started = time.perf_counter()
             features = call()
-            best = min(best, time.perf_counter() - started)
-        rates[name] = len(images) / best
-    np.save(out_path, np.asarray(features, dtype=np.float32))
-    queue.put({"rates": rates, "device": _device()})
+            rates[name] = len(images) / (time.perf_counter() - started)
+        np.save(out_path, np.asarray(features, dtype=np.float32))
+        replies.put(rates)
+
+
+class Baseline:
+    """The baseline's child process, kept up between rounds so that its rounds interleave
+    with the pipeline's and a busy spell on a shared machine hits both sides alike."""
+
+    def __init__(self, spec: EmbedderSpec, images: np.ndarray, tmp: str):
+        np.save(f"{tmp}/images.npy", images)
+        self.features_path = f"{tmp}/baseline.npy"
+        ctx = multiprocessing.get_context("spawn")
+        self._requests, self._replies = ctx.Queue(), ctx.Queue()
+        self._child = ctx.Process(
+            target=_baseline,
+            args=(spec, f"{tmp}/images.npy", self.features_path, self._requests, self._replies),
+        )
+        self._child.start()
+        self.device = self._reply()["device"]
+
+    @property
+    def pid(self) -> int:
+        return self._child.pid
+
+    def _reply(self) -> dict:
+        while self._child.is_alive() or not self._replies.empty():
+            try:
+                return self._replies.get(timeout=1.0)
+            except queue.Empty:
+                continue
+        raise RuntimeError(f"the baseline process died (exit code {self._child.exitcode})")
+
+    def round(self) -> dict[str, float]:
+        self._requests.put("round")
+        return self._reply()
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._child.join(timeout=60)
+        if self._child.is_alive():
+            self._child.kill()
+            self._child.join()
 
 
 class PeakMemory:
     """Peak proportional set size of this process and all its descendants (Ray's workers),
     sampled in a thread; PSS counts shared object-store pages once, not per process."""
 
-    def __init__(self, every_s: float = 2.0):  # one sample costs ~20 ms of CPU here
-        import psutil
+    def __init__(self, every_s: float = 2.0, exclude: frozenset[int] = frozenset()):
+        import psutil  # one sample costs ~20 ms of CPU here, hence every 2 s
 
-        self.root, self.every_s, self.peak = psutil.Process(), every_s, 0
+        self.root, self.every_s, self.exclude, self.peak = psutil.Process(), every_s, exclude, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -90,6 +132,8 @@ class PeakMemory:
 
         total = 0
         for proc in [self.root, *self.root.children(recursive=True)]:
+            if proc.pid in self.exclude:
+                continue
             try:
                 total += proc.memory_full_info().pss
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -112,41 +156,57 @@ class PeakMemory:
 
 
 def run(cfg: BenchConfig) -> dict:
-    from cifar_ray.ray_runtime import ray_session
-
     dataset = first_images(cifar.load(cfg.data_dir), cfg.images)
     images = np.concatenate([s.images for s in dataset.splits.values()])
     with tempfile.TemporaryDirectory(prefix="cifar-ray-bench-") as tmp:
         # A fresh store per round, so every round embeds every image.
         plans = [pipeline.prepare(_extract_config(cfg, f"{tmp}/round-{i}"), dataset)
                  for i in range(cfg.rounds)]  # fmt: skip
-        base = _run_baseline(plans[0].spec, images, tmp, cfg.rounds)
-        started = time.perf_counter()
-        with PeakMemory() as memory, ray_session(local=True):
-            ray_init_s = time.perf_counter() - started
-            summaries = [pipeline.execute(plan) for plan in plans]
+        baseline = Baseline(plans[0].spec, images, tmp)
+        try:
+            base, summaries, ray_init_s, peak = _rounds(baseline, plans)
+        finally:
+            baseline.close()
         features = _stored_features(plans[0])
-        reference = np.load(f"{tmp}/baseline.npy")
-    baseline_rate = max(base["rates"].values())  # the faster way: the model itself
+        reference = np.load(baseline.features_path)
+    best = {name: max(r[name] for r in base) for name in ("predict", "direct")}
+    baseline_rate = max(best.values())  # the faster way: the model itself
     pipeline_rate = max(s.steady_images_per_s for s in summaries)
     cosine = _cosine_rows(features, reference)
     return {
         "config": asdict(cfg),
         "image_size": plans[0].spec.image_size,
-        "device": base["device"],
+        "device": baseline.device,
         "baseline_images_per_s": round(baseline_rate, 2),
-        "keras_predict_images_per_s": round(base["rates"]["predict"], 2),
-        "direct_call_images_per_s": round(base["rates"]["direct"], 2),
+        "baseline_rounds_images_per_s": [round(max(r.values()), 2) for r in base],
+        "keras_predict_images_per_s": round(best["predict"], 2),
+        "direct_call_images_per_s": round(best["direct"], 2),
         "pipeline_images_per_s": pipeline_rate,
         "pipeline_rounds_images_per_s": [s.steady_images_per_s for s in summaries],
         "ratio": round(pipeline_rate / baseline_rate, 3),
         "end_to_end_images_per_s": summaries[0].images_per_s,
         "ray_init_s": round(ray_init_s, 2),
         "first_shard_s": round(summaries[0].first_shard_s or 0.0, 2),  # the cold round
-        "peak_pss_mb": round(memory.peak / 2**20),
+        "peak_pss_mb": round(peak / 2**20),
         "cosine_vs_float32_min": round(float(cosine.min()), 6),
         "max_abs_diff_vs_float32": float(np.abs(features - reference).max()),
     }
+
+
+def _rounds(baseline: Baseline, plans: list) -> tuple[list, list, float, int]:
+    """Baseline, then pipeline, per round; each round on a fresh embedded Ray (so the baseline
+    never shares the machine with an idle Ray), memory measured without the baseline."""
+    from cifar_ray.ray_runtime import ray_session
+
+    base, summaries, init_s = [], [], []
+    with PeakMemory(exclude=frozenset({baseline.pid})) as memory:
+        for plan in plans:
+            base.append(baseline.round())
+            started = time.perf_counter()
+            with ray_session(local=True):
+                init_s.append(time.perf_counter() - started)
+                summaries.append(pipeline.execute(plan))
+    return base, summaries, init_s[0], memory.peak
 
 
 def _extract_config(cfg: BenchConfig, out: str) -> ExtractConfig:
@@ -165,23 +225,6 @@ def _stored_features(plan: pipeline.ExtractionPlan) -> np.ndarray:
         if shards:
             parts.append(plan.store.read_split(shards)[0])
     return np.concatenate(parts)
-
-
-def _run_baseline(spec: EmbedderSpec, images: np.ndarray, tmp: str, rounds: int) -> dict:
-    np.save(f"{tmp}/images.npy", images)
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(
-        target=_baseline, args=(spec, f"{tmp}/images.npy", f"{tmp}/baseline.npy", rounds, queue)
-    )
-    child.start()
-    try:
-        result = queue.get(timeout=3600)
-    finally:
-        child.join(timeout=60)
-        if child.is_alive():
-            child.kill()
-    return result
 
 
 def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
