@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cifar_ray.actor_pool import ElasticPool
 from cifar_ray.cifar import Dataset
@@ -63,6 +64,10 @@ def pool_shape(requested: int | None, gpus_per_actor: float) -> PoolShape:
     return PoolShape(actors, round(num_cpus, 2), 0.0, threads)
 
 
+def _work_nodes(resource: str) -> list[str]:
+    return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get(resource)]
+
+
 @dataclass
 class Outcome:
     records: list[ShardRecord] = field(default_factory=list)
@@ -91,13 +96,19 @@ def run(
     started = time.perf_counter()
     shape = pool_shape(actors, gpus_per_actor)
     spec = EmbedderSpec(**{**spec.__dict__, "threads": spec.threads or shape.threads})
-    remote = ray.remote(_RayShardWorker).options(
-        num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0,
-        max_task_retries=0, scheduling_strategy="SPREAD", max_concurrency=in_flight,
-    )  # fmt: skip
+    worker = ray.remote(_RayShardWorker)
+    options = dict(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0,
+                   max_task_retries=0, max_concurrency=in_flight)  # fmt: skip
+
+    def make(node_id: str | None):
+        """On `node_id` when given (a node that has none of our actors), else spread."""
+        where = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
+        return worker.options(**options, scheduling_strategy=where).remote(spec, loc, metadata)
+
     pool = ElasticPool(
-        make=lambda: remote.remote(spec, loc, metadata),
+        make=make,
         target=lambda: actors or pool_shape(None, gpus_per_actor).actors,
+        nodes=lambda: _work_nodes("GPU" if shape.num_gpus else "CPU"),
     )
     outcome = Outcome()
     try:
@@ -114,21 +125,19 @@ def _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, sta
     queue: deque[Shard] = deque(todo)
     attempts: Counter[str] = Counter()
     running: dict = {}  # ObjectRef -> (actor, shard)
-    # An actor's first shard runs alone: two at once would finish together, later, and the
-    # first published shard is what a user watches for (299 px: 9.0 s instead of 11.8).
-    proven: set = set()
+    proven: set = set()  # actors that have returned a shard
     while queue or running:
         pool.poll()
-        for actor in list(pool.ready):
-            limit = in_flight if actor in proven else 1
-            while queue and sum(1 for a, _ in running.values() if a is actor) < limit:
-                shard = queue.popleft()
-                running[actor.process.remote(shard, *pixels.get(shard))] = (actor, shard)
+        _dispatch(pool, pixels, queue, running, proven, in_flight)
         if not running:
             time.sleep(0.05)  # actors still starting
             continue
-        ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+        # Wake for an actor that finishes starting too, not only for a shard: it gets work
+        # at once (waiting on shards alone left a new actor idle for up to 0.5 s).
+        ready, _ = ray.wait([*running, *pool.starting_refs()], num_returns=1, timeout=0.5)
         for ref in ready:
+            if ref not in running:
+                continue  # an actor is up: the next poll() promotes it
             actor, shard = running.pop(ref)
             try:
                 record = ray.get(ref)
@@ -147,6 +156,26 @@ def _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, sta
                 outcome.first_shard_s = time.perf_counter() - started
             outcome.records.append(record)
             on_shard(record)
+
+
+def _dispatch(pool, pixels, queue, running, proven, in_flight) -> None:
+    """Fill the ready actors' slots, one shard each unless two pay off.
+
+    An actor's first shard runs alone: two at once would finish together, later, and the first
+    published shard is what a user watches for (299 px: 9.0 s instead of 11.8). And an actor
+    takes a second shard only while the queue holds one for every ready actor, so at the end
+    no actor sits on two shards while another has none (1,000 images on 2 actors: 0.72 of
+    the baseline's rate without this rule).
+    """
+    for actor in list(pool.ready):
+        busy = sum(1 for a, _ in running.values() if a is actor)
+        while queue:
+            deep = actor in proven and len(queue) >= len(pool.ready)
+            if busy >= (in_flight if deep else 1):
+                break
+            shard = queue.popleft()
+            running[actor.process.remote(shard, *pixels.get(shard))] = (actor, shard)
+            busy += 1
 
 
 def _retry(shard, error, attempts, max_retries, queue, outcome) -> None:
