@@ -24,11 +24,6 @@ DELAY_ENV = "CIFAR_RAY_TEST_SHARD_DELAY_S"  # seconds to sleep before each shard
 # A GPU runs one at a time, which bounds its activation memory; Parquet writes still overlap.
 CPU_FORWARD_SLOTS = 2
 
-# On CPU two forward passes at once fill the gaps one leaves in the thread pool: InceptionV3
-# at 75 px on 2 cores ran 630 img/s (190% CPU) one at a time, 665 (197%) two at a time.
-# A GPU runs one at a time, which bounds its activation memory; Parquet writes still overlap.
-CPU_FORWARD_SLOTS = 2
-
 
 class ShardWorker:
     def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict, node_id: str = ""):
