@@ -25,6 +25,7 @@ CLASSES = (
 SPLITS = ("train", "test")
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # an official batch is ~31 MB; cap hostile archives
 PIXELS = 32 * 32 * 3
+MAX_BATCH_IMAGES = 10_000  # every official batch (data_batch_1..5, test_batch) has exactly this
 
 
 @dataclass(frozen=True)
@@ -149,25 +150,53 @@ def _read_archive(archive: Path) -> dict[str, bytes]:
 
 
 def _parse_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
-    batch = safe_pickle.loads(raw, source)
-    if not isinstance(batch, dict):
-        raise UserError(f"{source}: not a CIFAR batch (a {type(batch).__name__}, not a dict)")
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    batch = _batch_dict(safe_pickle.loads(raw, source), source)
     if "data" not in batch or "labels" not in batch:
         raise UserError(f"{source}: not a CIFAR batch (no 'data' and 'labels')")
-    data, labels = batch["data"], batch["labels"]
+    data = batch["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
         kind = getattr(data, "dtype", type(data).__name__)
         raise UserError(f"{source}: data must be a uint8 array, got {kind}")
     if data.ndim != 2 or data.shape[1] != PIXELS:
         raise UserError(f"{source}: data must have shape (N, {PIXELS}), got {data.shape}")
-    try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise UserError(f"{source}: labels are not integers") from None
-    if labels.shape != (len(data),):
-        raise UserError(f"{source}: {len(data)} images but {labels.size} labels")
-    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        raise UserError(f"{source}: labels must be in 0..{len(CLASSES) - 1}")
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    if len(data) > MAX_BATCH_IMAGES:
+        raise UserError(
+            f"{source}: {len(data)} images, more than the {MAX_BATCH_IMAGES} of a CIFAR-10 batch"
+        )
+    labels = _labels(batch["labels"], len(data), source)
+    images = np.asarray(data).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
+
+
+def _batch_dict(batch: object, source: str) -> dict:
+    """Keys as text: Python 2 wrote them as bytes, and only ASCII ones can be CIFAR's."""
+    if not isinstance(batch, dict):
+        raise UserError(f"{source}: not a CIFAR batch (a {type(batch).__name__}, not a dict)")
+    out = {}
+    for key, value in batch.items():
+        if isinstance(key, bytes):
+            try:
+                key = key.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UserError(
+                    f"{source}: not a CIFAR batch (key {key[:20]!r} is not text)"
+                ) from None
+        out[key] = value
+    return out
+
+
+def _labels(labels: object, n: int, source: str) -> np.ndarray:
+    """int64 labels in 0..9, one per image; anything else (floats, 2**70) is refused."""
+    try:
+        values = np.asarray(labels)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{source}: labels are not integers") from None
+    if values.shape != (n,):
+        raise UserError(f"{source}: {n} images but {values.size} labels")
+    if values.dtype.kind not in "iuO":
+        raise UserError(f"{source}: labels are not integers ({values.dtype})")
+    if values.dtype.kind == "O" and not all(type(v) is int for v in values):
+        raise UserError(f"{source}: labels are not integers")
+    if n and (values.min() < 0 or values.max() >= len(CLASSES)):
+        raise UserError(f"{source}: labels must be in 0..{len(CLASSES) - 1}")
+    return values.astype(np.int64)

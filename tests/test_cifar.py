@@ -63,6 +63,9 @@ def _bad(tmp_path, name: str, payload) -> str:
         ({b"data": np.zeros((4, 3072), np.float32), b"labels": [0] * 4}, "uint8"),
         ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 10]}, "labels must be in"),
         ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1]}, "4 images but 2 labels"),
+        ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1.5, 2, 3]}, "not integers"),
+        ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2**64, 3]}, "must be in"),
+        ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [[0, 1], [2, 3]]}, "4 images but"),
         ({b"labels": [0]}, "no 'data'"),
         ([1, 2, 3], "not a CIFAR batch"),
     ],
@@ -71,6 +74,16 @@ def test_invalid_batches_are_user_errors(tmp_path, batch, message):
     with pytest.raises(UserError, match=message) as err:
         cifar.load(_bad(tmp_path, "data_batch_3", batch))
     assert "data_batch_3" in str(err.value)
+
+
+def test_labels_as_a_big_endian_array_and_str_keys_load(tmp_path):
+    """Batches re-pickled by other tools (str keys, numpy labels of any byte order) still load."""
+    labels = np.array([3, 1, 4, 1], dtype=">i8")
+    batch = {"data": np.full((4, 3072), 7, np.uint8), "labels": labels}
+    ds = cifar.load(_bad(tmp_path, "test_batch", pickle.dumps(batch, protocol=4)))
+    np.testing.assert_array_equal(ds.splits["test"].labels, [3, 1, 4, 1])
+    assert ds.splits["test"].labels.dtype == np.int64 and (ds.splits["test"].images == 7).all()
+    assert len(ds.splits["train"]) == 20
 
 
 def test_corrupt_pickle(tmp_path):
