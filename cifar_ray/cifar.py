@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import hashlib
+import lzma
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -24,6 +29,10 @@ CLASSES = (
 )  # fmt: skip
 SPLITS = ("train", "test")
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # an official batch is ~31 MB; cap hostile archives
+# The official archive unpacks to ~185 MB in 9 entries; a bigger stream is not CIFAR-10.
+MAX_ARCHIVE_BYTES = 8 * MAX_MEMBER_BYTES
+MAX_ARCHIVE_ENTRIES = 1000
+MAX_HEADER_READ = 64 * 1024  # any read outside a batch's data: headers, long names, pax records
 PIXELS = 32 * 32 * 3
 MAX_BATCH_IMAGES = 10_000  # every official batch (data_batch_1..5, test_batch) has exactly this
 
@@ -132,21 +141,92 @@ def _archive_reader(archive: Path) -> Callable[[str], bytes]:
 
 
 def _read_archive(archive: Path) -> dict[str, bytes]:
+    """The batches of a tar (plain, gz, bz2 or xz), reading at most what CIFAR-10 could hold."""
     wanted = set(TRAIN_BATCHES + TEST_BATCHES)
     members: dict[str, bytes] = {}
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            for info in tar:
+        with (
+            _BoundedStream(_decompressed(archive)) as stream,
+            tarfile.open(fileobj=stream, mode="r:") as tar,
+        ):
+            for count, info in enumerate(tar, start=1):
+                if count > MAX_ARCHIVE_ENTRIES:
+                    raise _TooLarge(f"more than {MAX_ARCHIVE_ENTRIES} entries")
                 name = info.name.rsplit("/", 1)[-1]
                 if not info.isfile() or name not in wanted:
                     continue
                 if info.size > MAX_MEMBER_BYTES:
                     raise UserError(f"{archive}: member {info.name} is too large for CIFAR-10")
-                handle = tar.extractfile(info)
-                members[name] = handle.read() if handle else b""
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+                with stream.allowing(info.size):
+                    handle = tar.extractfile(info)
+                    members[name] = handle.read() if handle else b""
+    except _TooLarge as exc:
+        raise UserError(f"{archive}: not a CIFAR-10 archive ({exc})") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError, lzma.LZMAError) as exc:
         raise UserError(f"{archive}: truncated or corrupt archive ({exc})") from None
     return members
+
+
+def _decompressed(archive: Path) -> BinaryIO:
+    with archive.open("rb") as head:
+        magic = head.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(archive, "rb")
+    if magic.startswith(b"BZh"):
+        return bz2.open(archive, "rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(archive, "rb")
+    return archive.open("rb")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BoundedStream:
+    """The unpacked tar stream as tarfile reads it, refusing reads CIFAR-10 never needs.
+
+    tarfile allocates whatever a header declares (a GNU long name or pax record of 8 GB is
+    one 512-byte header) and a gzip bomb supplies it; so no read may exceed a small header
+    size unless it is a batch whose size was checked, and nothing past MAX_ARCHIVE_BYTES.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._max_read = MAX_HEADER_READ
+
+    def __enter__(self) -> _BoundedStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._raw.close()
+
+    @contextlib.contextmanager
+    def allowing(self, size: int) -> Iterator[None]:
+        self._max_read = max(size, MAX_HEADER_READ)
+        try:
+            yield
+        finally:
+            self._max_read = MAX_HEADER_READ
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > self._max_read:
+            raise _TooLarge(f"an entry claims {size} bytes at offset {self.tell()}")
+        self._check(self.tell() + size)
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            self._check(offset)
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    @staticmethod
+    def _check(end: int) -> None:
+        if end > MAX_ARCHIVE_BYTES:
+            raise _TooLarge(f"it unpacks to more than {MAX_ARCHIVE_BYTES} bytes")
 
 
 def _parse_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import os
 import pickle
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -45,6 +49,48 @@ def write_folder(folder: Path, members: dict[str, bytes]) -> Path:
     for name, data in members.items():
         (folder / name).write_bytes(data)
     return folder
+
+
+def write_long_name_bomb(path: Path, claimed: int) -> Path:
+    """A gzip tar whose first header is a GNU long name claiming `claimed` bytes (it has 512)."""
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, claimed
+    with gzip.open(path, "wb") as out:
+        out.write(header.tobuf(format=tarfile.GNU_FORMAT) + b"a" * 512 + bytes(1024))
+    return path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# Loading the sample peaks near 200 MB of address space; every attack asks for 4 GB or more.
+ADDRESS_SPACE = 1536 << 20
+LOAD_UNDER_LIMIT = f"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE}))
+from cifar_ray import cifar
+from cifar_ray.errors import UserError
+try:
+    ds = cifar.load(sys.argv[1])
+except UserError as exc:
+    print(exc)
+    sys.exit(2)
+print("loaded", len(ds.splits["train"]), len(ds.splits["test"]))
+"""
+
+
+def load_under_limit(path: Path) -> subprocess.CompletedProcess:
+    """cifar.load in a process that cannot map more than ADDRESS_SPACE: exit 2 and the
+    UserError line, or 0 and 'loaded'; an allocation the input asked for shows as MemoryError."""
+    path_env = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {
+        **os.environ,
+        "PYTHONPATH": path_env,
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-c", LOAD_UNDER_LIMIT, str(path)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
 
 
 # Hostile batches, written opcode by opcode the way an attacker would (protocol 2, as CIFAR's).

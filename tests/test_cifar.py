@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import tarfile
 
@@ -141,3 +142,41 @@ def test_hostile_member_size_is_capped(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar, "MAX_MEMBER_BYTES", 100)
     with pytest.raises(UserError, match="too large"):
         cifar.load(str(cifar_files.write_archive(tmp_path / "a.tar.gz", cifar_files.batches(4))))
+
+
+def test_archive_header_claiming_gigabytes_is_refused_within_bounded_memory(tmp_path):
+    """tarfile allocates what a long-name header declares: 8 GB from a 2 KB archive."""
+    bomb = cifar_files.write_long_name_bomb(tmp_path / "bomb.tar.gz", claimed=8 << 30)
+    done = cifar_files.load_under_limit(bomb)
+    assert done.returncode == 2 and done.stderr == "", done.stderr
+    assert "not a CIFAR-10 archive (an entry claims 8589934592 bytes" in done.stdout
+
+
+def test_archive_with_too_many_entries_is_refused(tmp_path):
+    members = cifar_files.batches(n_per_batch=4)
+    members.update({f"junk_{i}": b"" for i in range(cifar.MAX_ARCHIVE_ENTRIES)})
+    archive = cifar_files.write_archive(tmp_path / "many.tar.gz", members)
+    with pytest.raises(UserError, match=f"more than {cifar.MAX_ARCHIVE_ENTRIES} entries"):
+        cifar.load(str(archive))
+
+
+def test_archive_that_unpacks_too_far_is_refused(tmp_path, monkeypatch):
+    members = cifar_files.batches(n_per_batch=4)  # 74 KB unpacked
+    archive = cifar_files.write_archive(tmp_path / "big.tar.gz", members)
+    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 30_000)
+    with pytest.raises(UserError, match="unpacks to more than 30000 bytes"):
+        cifar.load(str(archive))
+
+
+@pytest.mark.parametrize("mode", ["w", "w:bz2", "w:xz"])
+def test_plain_bz2_and_xz_archives_read_the_same(tmp_path, synthetic_archive, mode):
+    members = cifar_files.batches()
+    archive = tmp_path / "cifar.tar"
+    with tarfile.open(archive, mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    other, gz = cifar.load(str(archive)), cifar.load(str(synthetic_archive))
+    assert other.sha256 == gz.sha256
+    np.testing.assert_array_equal(other.splits["train"].images, gz.splits["train"].images)

@@ -6,11 +6,8 @@ limit far below what the attack asks for, so nothing was allocated first."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,42 +18,12 @@ from cifar_ray.errors import UserError
 from tests import cifar_files
 from tests.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-# Loading the sample peaks near 200 MB of address space; every attack asks for 4 GB or more.
-ADDRESS_SPACE = 1536 << 20
-LOAD_UNDER_LIMIT = f"""
-import resource, sys
-resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE}))
-from cifar_ray import cifar
-from cifar_ray.errors import UserError
-try:
-    ds = cifar.load(sys.argv[1])
-except UserError as exc:
-    print(exc)
-    sys.exit(2)
-print("loaded", len(ds.splits["train"]), len(ds.splits["test"]))
-"""
-
 
 def _folder_with(tmp_path: Path, name: str) -> Path:
     """Small synthetic CIFAR whose first batch read (data_batch_1) is the hostile one."""
     members = cifar_files.batches(n_per_batch=4)
     members["data_batch_1"] = cifar_files.hostile_batch(name)
     return cifar_files.write_folder(tmp_path / "hostile", members)
-
-
-def _load_under_limit(path: Path) -> subprocess.CompletedProcess:
-    path_env = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {
-        **os.environ,
-        "PYTHONPATH": path_env,
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    return subprocess.run(
-        [sys.executable, "-c", LOAD_UNDER_LIMIT, str(path)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(cifar_files.HOSTILE))
@@ -68,7 +35,7 @@ def test_hostile_batch_is_a_user_error(tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(cifar_files.HOSTILE))
 def test_hostile_batch_is_refused_within_bounded_memory(tmp_path, name):
-    done = _load_under_limit(_folder_with(tmp_path, name))
+    done = cifar_files.load_under_limit(_folder_with(tmp_path, name))
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 1 and cifar_files.HOSTILE[name] in lines[0], done.stdout
@@ -78,7 +45,7 @@ def test_hostile_batch_is_refused_within_bounded_memory(tmp_path, name):
 def test_real_data_loads_under_the_same_limit(cifar_archive, synthetic_archive):
     """The limit is no trick: genuine CIFAR loads fine inside it."""
     for archive in {cifar_archive, synthetic_archive}:
-        done = _load_under_limit(archive)
+        done = cifar_files.load_under_limit(archive)
         assert done.returncode == 0 and done.stdout.startswith("loaded"), done.stderr
 
 
@@ -86,7 +53,7 @@ def test_hostile_batch_in_an_archive(tmp_path):
     members = cifar_files.batches(n_per_batch=4)
     members["test_batch"] = cifar_files.hostile_batch("reconstruct_shape")
     archive = cifar_files.write_archive(tmp_path / "cifar-10-python.tar.gz", members)
-    done = _load_under_limit(archive)
+    done = cifar_files.load_under_limit(archive)
     assert done.returncode == 2 and "test_batch: not a CIFAR batch" in done.stdout, done.stderr
 
 
