@@ -22,6 +22,7 @@ import io
 import math
 import pickle
 import pickletools
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -159,8 +160,19 @@ def _text(value: Any) -> str | None:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A bounded repr: a hostile value may be 64 MB of bytes or nested 100,000 lists deep."""
+    if isinstance(value, (bytes, str)) and len(value) > 40:
+        return repr(value[:40]) + "..."
+    return reprlib.repr(value)
+
+
+def _plain(value: Any) -> Any:
+    """Callers see plain ndarrays (top level and dict values), never the placeholder class."""
+    if isinstance(value, _Array):
+        return value.view(np.ndarray)
+    if isinstance(value, dict):
+        return {k: v.view(np.ndarray) if isinstance(v, _Array) else v for k, v in value.items()}
+    return value
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -181,7 +193,7 @@ def loads(data: bytes, source: str) -> Any:
     """Unpickle Python-2-era CIFAR data; anything unexpected is bad input, not a crash."""
     try:
         _check_opcodes(data)
-        return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+        return _plain(_RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load())
     except _Refused as exc:
         raise UserError(f"{source}: not a CIFAR batch ({exc})") from None
     except Exception as exc:  # truncated or garbled bytes raise many different types

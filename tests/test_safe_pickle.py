@@ -49,6 +49,15 @@ def test_real_data_loads_under_the_same_limit(cifar_archive, synthetic_archive):
         assert done.returncode == 0 and done.stdout.startswith("loaded"), done.stderr
 
 
+def test_full_size_batch_loads_under_the_same_limit(tmp_path):
+    """The 10,000-image cap admits an official-size batch: exactly 10,000 images load."""
+    members = cifar_files.batches(n_per_batch=4)
+    data = np.random.default_rng(0).integers(0, 256, (10_000, 3072), dtype=np.uint8)
+    members["test_batch"] = pickle.dumps({b"data": data, b"labels": [9] * 10_000}, protocol=2)
+    done = cifar_files.load_under_limit(cifar_files.write_folder(tmp_path / "full", members))
+    assert done.returncode == 0 and done.stdout.split() == ["loaded", "20", "10000"], done.stderr
+
+
 def test_hostile_batch_in_an_archive(tmp_path):
     members = cifar_files.batches(n_per_batch=4)
     members["test_batch"] = cifar_files.hostile_batch("reconstruct_shape")
