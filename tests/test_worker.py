@@ -72,3 +72,61 @@ def test_a_node_running_another_version_of_the_factory_refuses(factory_ref, tmp_
     editable_backbone.write(Path(sys.modules["editable_bb"].__file__).parent, 2.0)
     with pytest.raises(UserError, match=r"node-7: .*factory\.module_sha256"):
         worker_for(spec, driver, tmp_path / "out")
+
+
+# A job script that drives extraction through the library: the store is planned (fingerprint
+# made with the object as it is), then the object is replaced before any actor starts.
+JOB = """
+import sys
+import boto3
+from cifar_ray import pipeline
+from cifar_ray.config import ExtractConfig
+from cifar_ray.errors import UserError
+from cifar_ray.ray_runtime import ray_session
+
+out, data, uri, replacement = sys.argv[1:5]
+cfg = ExtractConfig(out=out, data_dir=data, backbone="editable_bb:factory", weights=uri,
+                    image_size=32, limit=16, shard_size=8, actors=1)
+plan = pipeline.prepare(cfg)
+bucket, _, key = uri.removeprefix("s3://").partition("/")
+boto3.client("s3").upload_file(replacement, bucket, key)
+try:
+    with ray_session(local=True):
+        pipeline.execute(plan)
+except UserError as exc:
+    print(f"refused: {exc}")
+    sys.exit(2)
+"""
+
+
+@pytest.mark.ray
+def test_an_actor_refusal_stops_the_run_before_anything_is_published(
+    s3,  # noqa: F811
+    factory_ref,
+    tmp_path,
+    cifar_archive,
+):
+    import os
+    import subprocess
+
+    from tests.conftest import kill_group
+
+    a = saved_weights(factory_ref, 1, tmp_path / "a.weights.h5")
+    saved_weights(factory_ref, 2, tmp_path / "b.weights.h5")
+    uri = s3("models/editable.weights.h5", a)
+    mods = str(Path(sys.modules["editable_bb"].__file__).parent)
+    path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), mods]))
+    out = tmp_path / "out"
+    args = [str(out), str(cifar_archive), uri, str(tmp_path / "b.weights.h5")]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", JOB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "PYTHONPATH": path}, start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 2, stderr[-3000:]
+    refused = [line for line in stdout.splitlines() if line.startswith("refused: ")]
+    assert len(refused) == 1 and "is not what the store's fingerprint was made with" in refused[0]
+    assert not list(out.rglob("*.parquet"))
