@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
+from pathlib import Path
 
 from cifar_ray.errors import UserError
 
@@ -214,6 +215,17 @@ def _checked(b: Backbone, origin: str, name: str | None = None) -> Backbone:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def keras_models_dir() -> Path:
+    """Where keras.utils.get_file caches weights files: KERAS_HOME (or ~/.keras), or
+    /tmp/.keras when that is not writable (its rule)."""
+    from cifar_ray.locks import keras_home
+
+    home = keras_home()
+    if not os.access(home, os.W_OK):
+        home = Path("/tmp/.keras")
+    return home / "models"
 
 
 def check_image_size(spec: Backbone, image_size: int | None) -> int:

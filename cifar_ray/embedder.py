@@ -6,7 +6,6 @@ import functools
 import hashlib
 import logging
 import math
-import os
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -189,7 +188,7 @@ def verify_keras_cache(backbone: backbones.Backbone) -> None:
     A file not there yet is left to Keras (it checks what it downloads against the same hash)."""
     if not (backbone.weights_file and backbone.weights_hash):
         return  # MobileNetV2: Keras names no hash, nothing to check against
-    path = _keras_models_dir() / backbone.weights_file
+    path = backbones.keras_models_dir() / backbone.weights_file
     if not path.is_file():
         return
     expected = backbone.weights_hash
@@ -204,17 +203,6 @@ def verify_keras_cache(backbone: backbones.Backbone) -> None:
             f"{expected[:12]}… for {backbone.name} (a partial download or another file); "
             "delete it to download it again, or put the right file there"
         )
-
-
-def _keras_models_dir() -> Path:
-    """Where keras.utils.get_file caches weights: KERAS_HOME (or ~/.keras), or /tmp/.keras
-    when that is not writable (its rule)."""
-    from cifar_ray.locks import keras_home
-
-    home = keras_home()
-    if not os.access(home, os.W_OK):
-        home = Path("/tmp/.keras")
-    return home / "models"
 
 
 def _check_output(model, name: str) -> None:

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from cifar_ray import weights_cache
-from cifar_ray.backbones import Backbone
+from cifar_ray.backbones import Backbone, keras_models_dir
 from cifar_ray.errors import UserError
 
 # Libraries whose versions can change feature values (kernels, resize, layer numerics).
@@ -74,10 +74,7 @@ def factory_identity(backbone: Backbone) -> dict:
 def declared_weights_path(backbone: Backbone) -> Path:
     """The weights file a factory says it loads (backbone_spec["weights_file"]): an absolute
     path, or a name under Keras' cache (KERAS_HOME/models), where keras.utils.get_file puts it."""
-    from cifar_ray.locks import keras_home
-
-    path = Path(backbone.weights_file).expanduser()
-    path = path if path.is_absolute() else keras_home() / "models" / path
+    path = keras_models_dir() / Path(backbone.weights_file).expanduser()  # absolute: as is
     if not path.is_file():
         raise UserError(f"backbone {backbone.application}: declares weights_file {path}, "
                         "which is not there after building it")  # fmt: skip
