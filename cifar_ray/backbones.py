@@ -4,6 +4,11 @@
 (each loads to a `Backbone` or a factory) and `module.path:factory` for a user's own
 `factory(input_shape=(h, w, 3), weights="imagenet"|None)`: a Keras model from float images to
 vectors, described by an optional `factory.backbone_spec` dict with keys from SPEC_KEYS.
+
+A factory's code is part of the fingerprint (fingerprint.factory_identity): its module file's
+sha256. Weights it loads itself for weights="imagenet" are only known if it declares them:
+`weights_file` (absolute, or a name under KERAS_HOME/models) and optionally `weights_hash` (as
+Keras' get_file takes it), or a `version` string it bumps when anything it loads changes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
+from pathlib import Path
 
 from cifar_ray.errors import UserError
 
@@ -26,7 +32,8 @@ ENTRY_POINT_GROUP = "cifar_ray.backbones"
 # On float 0..255 RGB, as keras.applications' preprocess_input: "tf" x/127.5-1, "torch" x/255
 # then ImageNet mean/std, "caffe" RGB->BGR minus ImageNet mean, "raw" as is (model preprocesses).
 PREPROCESSING = ("tf", "torch", "caffe", "raw")
-SPEC_KEYS = {"name", "default_size", "min_size", "preprocessing", "dim"}
+SPEC_KEYS = {"name", "default_size", "min_size", "preprocessing", "dim", "weights_file",
+             "weights_hash", "version"}  # fmt: skip
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it names the feature-store directory
 
 
@@ -44,6 +51,7 @@ class Backbone:
     weights_hash: str | None = None  # Keras' file_hash for it (md5 or sha256; None: unchecked)
     extra: dict = field(default_factory=dict)  # extra keyword arguments for the builder
     factory: Callable | None = None  # a user's own builder: (input_shape, weights) -> model
+    version: str = ""  # a factory's declared version: bumped when what it builds or loads changes
 
     def build(self, input_shape: tuple[int, int, int], weights: str | None):
         """The backbone, pooled to a vector; weights is "imagenet" or None. build_model freezes it
@@ -197,6 +205,8 @@ def _checked(b: Backbone, origin: str, name: str | None = None) -> Backbone:
         problem = f"(default_size, min_size, dim) {sizes}: need ints, 1 <= min_size <= default"
     elif b.dim < 0:
         problem = f"dim {b.dim} is negative (0: unknown)"
+    elif not all(isinstance(v, str | None) for v in (b.weights_file, b.weights_hash, b.version)):
+        problem = "weights_file, weights_hash and version must be strings"
     else:
         return b
     raise UserError(f"{origin}: {problem}")
@@ -205,6 +215,17 @@ def _checked(b: Backbone, origin: str, name: str | None = None) -> Backbone:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def keras_models_dir() -> Path:
+    """Where keras.utils.get_file caches weights files: KERAS_HOME (or ~/.keras), or
+    /tmp/.keras when that is not writable (its rule)."""
+    from cifar_ray.locks import keras_home
+
+    home = keras_home()
+    if not os.access(home, os.W_OK):
+        home = Path("/tmp/.keras")
+    return home / "models"
 
 
 def check_image_size(spec: Backbone, image_size: int | None) -> int:

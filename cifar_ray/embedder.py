@@ -163,6 +163,7 @@ def _build_imagenet(backbone: backbones.Backbone, shape: tuple[int, int, int]):
 
     home = keras_home()
     with file_lock(home / "models" / f"{backbone.name}.lock"):
+        verify_keras_cache(backbone)
         try:
             return backbone.build(shape, "imagenet")
         except UserError:
@@ -177,6 +178,31 @@ def _build_imagenet(backbone: backbones.Backbone, shape: tuple[int, int, int]):
             raise UserError(
                 f"{backbone.name}: cannot load ImageNet weights ({reason}){hint}"
             ) from None
+
+
+def verify_keras_cache(backbone: backbones.Backbone) -> None:
+    """The cached ImageNet file must hash to the registry's value before it is used: the
+    fingerprint names the file by that hash. Keras would re-download a file that does not
+    match, deleting it when the download fails; offline that loses the file and the reason,
+    so a mismatch is refused here, naming the file, and nothing is downloaded or deleted.
+    A file not there yet is left to Keras (it checks what it downloads against the same hash)."""
+    if not (backbone.weights_file and backbone.weights_hash):
+        return  # MobileNetV2: Keras names no hash, nothing to check against
+    path = backbones.keras_models_dir() / backbone.weights_file
+    if not path.is_file():
+        return
+    expected = backbone.weights_hash
+    algorithm = "sha256" if len(expected) == 64 else "md5"  # Keras' "auto" rule
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise UserError(
+            f"{path}: its {algorithm} is {digest.hexdigest()[:12]}…, Keras expects "
+            f"{expected[:12]}… for {backbone.name} (a partial download or another file); "
+            "delete it to download it again, or put the right file there"
+        )
 
 
 def _check_output(model, name: str) -> None:

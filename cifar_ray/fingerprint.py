@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import sys
 from importlib import metadata
 from pathlib import Path
 
 from cifar_ray import weights_cache
-from cifar_ray.backbones import Backbone
+from cifar_ray.backbones import Backbone, keras_models_dir
+from cifar_ray.errors import UserError
 
 # Libraries whose versions can change feature values (kernels, resize, layer numerics).
 NUMERIC_LIBRARIES = ("tensorflow", "keras", "numpy")
@@ -25,14 +28,69 @@ def versions() -> dict[str, str]:
 
 
 def weights_identity(weights: str, seed: int, backbone: Backbone) -> dict:
-    """Random weights are identified by their seed, Keras' ImageNet file by its name and hash,
-    a user's file by its sha256."""
+    """What the model's values come from, as this node sees them: random weights by their seed,
+    Keras' ImageNet file by its name and registry hash (checked before use, see
+    embedder.verify_keras_cache), a user's file by its sha256; a user's factory adds its code.
+
+    The driver's answer goes into the fingerprint and to every actor, which computes its own
+    with this same function and refuses to publish when the two differ (worker.ShardWorker)."""
     if weights == "none":
-        return {"name": "none", "seed": seed}
-    if weights == "imagenet":
-        return {"name": "imagenet", "file": backbone.weights_file, "hash": backbone.weights_hash}
-    path = Path(weights_cache.resolve(weights)).expanduser()
-    return {"name": path.name, "sha256": weights_cache.sha256_of(path)}
+        out = {"name": "none", "seed": seed}
+    elif weights == "imagenet":
+        out = {"name": "imagenet", "file": backbone.weights_file, "hash": backbone.weights_hash}
+        if backbone.factory is not None and backbone.weights_file and not backbone.weights_hash:
+            out["sha256"] = weights_cache.sha256_of(declared_weights_path(backbone))
+    else:
+        path = Path(weights_cache.resolve(weights)).expanduser()
+        if not path.is_file():
+            raise UserError(f"--weights {weights}: no such file (use imagenet, none or a file)")
+        out = {"name": path.name, "sha256": weights_cache.sha256_of(path)}
+    if backbone.factory is not None:
+        out["factory"] = factory_identity(backbone)
+    return out
+
+
+def factory_identity(backbone: Backbone) -> dict:
+    """A user's factory by its code: the sha256 of the module file that defines it (as on this
+    node's disk) and its qualified name, plus the `version` its backbone_spec may declare.
+    Code the module imports from other files is not covered: bump `version` for that."""
+    func = backbone.factory
+    while isinstance(func, functools.partial):
+        func = func.func
+    module_name = getattr(func, "__module__", None) or ""
+    module = sys.modules.get(module_name)
+    source = getattr(module, "__file__", None)
+    out = {
+        "ref": backbone.application,
+        "qualname": getattr(func, "__qualname__", type(func).__qualname__),
+        "module": module_name,
+        "module_sha256": weights_cache.sha256_of(Path(source)) if source else None,
+    }
+    if backbone.version:
+        out["version"] = backbone.version
+    return out
+
+
+def declared_weights_path(backbone: Backbone) -> Path:
+    """The weights file a factory says it loads (backbone_spec["weights_file"]): an absolute
+    path, or a name under Keras' cache (KERAS_HOME/models), where keras.utils.get_file puts it."""
+    path = keras_models_dir() / Path(backbone.weights_file).expanduser()  # absolute: as is
+    if not path.is_file():
+        raise UserError(f"backbone {backbone.application}: declares weights_file {path}, "
+                        "which is not there after building it")  # fmt: skip
+    return path
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ, down into nested dicts (weights.factory...)."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def build(

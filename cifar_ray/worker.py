@@ -9,7 +9,9 @@ import time
 
 import numpy as np
 
+from cifar_ray import backbones, fingerprint
 from cifar_ray.embedder import Embedder, EmbedderSpec
+from cifar_ray.errors import UserError
 from cifar_ray.shards import Shard
 from cifar_ray.storage import Location
 from cifar_ray.store import FeatureStore, ShardRecord
@@ -29,6 +31,7 @@ class ShardWorker:
     def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict, node_id: str = ""):
         configure_tensorflow(spec.threads)
         self.embedder = Embedder(spec)
+        check_weights(spec, metadata["weights"], node_id)  # after the build: what it loaded
         self.store = FeatureStore(loc, metadata["backbone"])
         self.metadata = {**metadata, "weights_digest": self.embedder.digest}
         self.node_id = node_id
@@ -48,6 +51,33 @@ class ShardWorker:
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
             worker_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         )  # fmt: skip
+
+
+def check_weights(spec: EmbedderSpec, expected: dict, node_id: str = "") -> None:
+    """This node's weights (and factory code) must be the ones the store's fingerprint was made
+    with: a node that kept an old copy, or runs another version of the factory, would publish
+    features that mix silently with the others. Same function as the driver's, so one fact."""
+    here = fingerprint.weights_identity(spec.weights, spec.seed, backbones.get(spec.backbone))
+    if here == expected:
+        return
+    shown = "; ".join(
+        f"{key} {_short(_at(here, key))} here, {_short(_at(expected, key))} in the fingerprint"
+        for key in fingerprint.differences(expected, here)
+    )
+    raise UserError(f"node {node_id or 'local'}: --weights {spec.weights} for {spec.backbone} "
+                    f"is not what the store's fingerprint was made with ({shown}); make the "
+                    "weights and backbone code the same on every node")  # fmt: skip
+
+
+def _at(identity: dict, dotted: str):
+    for key in dotted.split("."):
+        identity = identity.get(key) if isinstance(identity, dict) else None
+    return identity
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text[:12] + "…" if len(text) > 16 else text
 
 
 def _test_hooks(shard: Shard) -> None:

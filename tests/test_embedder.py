@@ -82,3 +82,43 @@ def test_precision_and_xla_stay_close_to_float32(embedder, precision, xla):
     cosine = np.sum(got * ref, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
     assert cosine.min() > 0.999
     assert fast.digest == embedder.digest  # same weights, only the arithmetic differs
+
+
+@pytest.fixture
+def offline_keras_home(tmp_path, monkeypatch):
+    """An empty KERAS_HOME, and any download Keras would start fails at once (no network)."""
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    (tmp_path / "keras/models").mkdir(parents=True)
+    return tmp_path / "keras/models"
+
+
+def test_a_cached_imagenet_file_that_fails_keras_hash_is_refused(offline_keras_home):
+    """The fingerprint names ImageNet weights by the registry's hash: the file must have it.
+    Refused with the file named; not downloaded again, not deleted."""
+    b = backbones.get("mobilenetv3small")
+    cached = offline_keras_home / b.weights_file
+    cached.write_bytes(b"a partial download")
+    with pytest.raises(UserError, match=r"Keras expects d3e8ec802a04.* for mobilenetv3small"):
+        build_model(EmbedderSpec("mobilenetv3small", 32, "imagenet"))
+    assert cached.read_bytes() == b"a partial download"
+
+
+def test_keras_hash_check_takes_md5_or_sha256_as_keras_does(offline_keras_home):
+    import hashlib
+    from dataclasses import replace
+
+    from cifar_ray.embedder import verify_keras_cache
+
+    data = b"the right file"
+    spec = replace(backbones.get("resnet50"), weights_file="mine.h5")
+    verify_keras_cache(spec)  # not there yet: left to Keras, which checks what it downloads
+    (offline_keras_home / "mine.h5").write_bytes(data)
+    verify_keras_cache(replace(spec, weights_hash=hashlib.md5(data).hexdigest()))
+    verify_keras_cache(replace(spec, weights_hash=hashlib.sha256(data).hexdigest()))
+    verify_keras_cache(replace(spec, weights_hash=None))  # no hash in Keras: nothing to check
+    with pytest.raises(UserError, match="sha256"):
+        verify_keras_cache(replace(spec, weights_hash=hashlib.sha256(b"other").hexdigest()))
