@@ -152,7 +152,8 @@ def test_embedding_sources_keeps_only_a_tsne_shaped_like_the_pca():
     both = plots.embedding_sources({"embedding_2d": pca, "embedding_tsne": good})
     assert both == {"PCA": (pca["xy"], pca["labels"]), "t-SNE": (good["xy"], good["labels"])}
     for bad in ({**good, "xy": [[1, 2, 3]]}, {**good, "labels": [1]}, {"xy": "x"},
-                {**good, "xy": [["a", "b"], [1, 2]]}, [1, 2]):  # fmt: skip
+                {**good, "xy": [["a", "b"], [1, 2]]}, [1, 2],
+                {"xy": good["xy"], "labels": good["labels"]}):  # fmt: skip
         assert list(plots.embedding_sources({"embedding_2d": pca, "embedding_tsne": bad})) == [
             "PCA"
         ]
