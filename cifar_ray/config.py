@@ -12,9 +12,13 @@ DEFAULT_OUT = "./cifar-ray-out"
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
-def absolute(path: str | None) -> str | None:
-    """Local paths made absolute up front: Ray workers (and Ray Train's) run in other cwds."""
-    if path is None or "://" in path or path in ("imagenet", "none"):
+WEIGHTS_KEYWORDS = ("imagenet", "none")
+
+
+def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
+    """Local paths made absolute up front: Ray workers (and Ray Train's) run in other cwds.
+    `keywords` are values that name no path for this field (--weights imagenet)."""
+    if path is None or "://" in path or path in keywords:
         return path
     return str(Path(path).expanduser().absolute())
 
@@ -40,8 +44,9 @@ class ExtractConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("out", "data_dir", "weights"):
+        for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
+        object.__setattr__(self, "weights", absolute(self.weights, WEIGHTS_KEYWORDS))
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"--limit must be a positive number of images, got {self.limit}")
         if self.batch_size < 0:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from cifar_ray.config import ExtractConfig, TrainConfig, absolute, parse_image_sizes
+from cifar_ray.config import (
+    WEIGHTS_KEYWORDS,
+    ExtractConfig,
+    TrainConfig,
+    absolute,
+    parse_image_sizes,
+)
 from cifar_ray.errors import UserError
 
 EXTRACT_BAD = {
@@ -61,8 +67,11 @@ def test_absolute_keeps_uris_and_keywords(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert absolute(None) is None
-    for kept in ("s3://bucket/out", "gs://b/x", "imagenet", "none"):
+    for kept in ("s3://bucket/out", "gs://b/x"):
         assert absolute(kept) == kept
+    for keyword in WEIGHTS_KEYWORDS:
+        assert absolute(keyword, WEIGHTS_KEYWORDS) == keyword
+        assert absolute(keyword) == str(tmp_path / keyword)  # a folder of that name elsewhere
     assert absolute("out/sub") == str(tmp_path / "out" / "sub")
     assert absolute("~/data") == str(tmp_path / "home" / "data")
     assert absolute(str(tmp_path / "x")) == str(tmp_path / "x")
@@ -83,11 +92,6 @@ def test_configs_make_local_paths_absolute(tmp_path, monkeypatch):
     assert Path(TrainConfig().out).is_absolute()  # the default ./cifar-ray-out too
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="absolute() treats 'none'/'imagenet' as weights keywords "
-    "for every field, so a local --out or --data-dir of that name stays relative",
-)
 def test_an_output_folder_named_like_a_weights_keyword_is_still_made_absolute(
     tmp_path, monkeypatch
 ):
