@@ -31,10 +31,10 @@ def select(
 ) -> tuple[Pipeline, dict]:
     """Fit each candidate on the fit split, keep the best on validation. Never sees test."""
     make, param, values = CANDIDATES[name]
+    if param == "k":  # a neighbour count above the fit rows is no model; a tiny fit set gets all
+        values = tuple(v for v in values if v <= len(y_fit)) or (len(y_fit),)
     best, best_acc, scores = None, -1.0, {}
     for value in values:
-        if param == "k" and value > len(y_fit):
-            continue
         model = make_pipeline(StandardScaler(), make(value)).fit(x_fit, y_fit)
         scores[str(value)] = acc = metrics.accuracy(y_val, model.predict(x_val))
         if acc > best_acc:

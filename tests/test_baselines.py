@@ -40,11 +40,6 @@ def test_neighbour_counts_above_the_fit_rows_are_not_tried():
     assert params == {"k": 5, "val_scores": {"5": 1.0}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="select() with fewer fit rows than the smallest k tries "
-    "no candidate and fails with UnboundLocalError on `chosen`",
-)
 def test_fewer_fit_rows_than_any_k_is_a_user_error_or_a_model():
     x_fit, y_fit, x_val = _few_near_many()
     try:
