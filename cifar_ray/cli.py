@@ -7,7 +7,6 @@ import signal
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from cifar_ray.config import DEFAULT_OUT, ExtractConfig, TrainConfig, parse_image_sizes
@@ -255,21 +254,21 @@ def on_stop_signal(signum, frame) -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, on_stop_signal)
     signal.signal(signal.SIGTERM, on_stop_signal)
+    code = 0
     try:
-        code = app(standalone_mode=False)  # typer turns an interrupt into a return of 130
+        # Standalone: typer prints its own usage errors (usage line, message) and exits 2,
+        # whichever click it vendors; an interrupt inside a command becomes exit 130.
+        app()
+    except SystemExit as exc:
+        code = exc.code
     except UserError as exc:
         print(f"cifar-ray: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except ExtractionFailed as exc:
         print(f"cifar-ray: {exc}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
-    except (KeyboardInterrupt, typer.Abort):
+    except KeyboardInterrupt:  # a signal outside typer's own handling
         code = EXIT_INTERRUPTED
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = EXIT_USER_ERROR
     if _received or code == EXIT_INTERRUPTED:
         terminated = signal.SIGTERM in _received
         what = "terminated" if terminated else "interrupted"
