@@ -64,6 +64,7 @@ class LoopState:
     history: dict[str, list[float]] = field(default_factory=dict)
     resumed_from: int | None = None
     stopped_early: bool = False
+    run_key: str | None = None  # train_head.run_key: the config and data this state belongs to
 
     def save(self, folder: Path) -> None:
         (folder / "state.json").write_text(json.dumps(self.__dict__))
