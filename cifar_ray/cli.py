@@ -127,6 +127,9 @@ def train(
         str | None, typer.Option(help="Pixels for raw-pixel baselines (default: as extracted).")
     ] = None,
     tsne: Tsne = False,
+    write_report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Then write OUT/report/ (jobs/train.py).")
+    ] = False,
     local: Local = False,
     address: Address = None,
 ) -> None:
@@ -139,7 +142,9 @@ def train(
         baselines=baselines, pixel_baselines=pixel_baselines, pixel_epochs=pixel_epochs,
         data_dir=data_dir, tsne=tsne,
     )  # fmt: skip
-    commands.train(cfg, local=local, address=address, verbose=_state["verbose"])
+    commands.train(
+        cfg, local=local, address=address, verbose=_state["verbose"], write_report=write_report
+    )
 
 
 @app.command()
@@ -277,14 +282,16 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def run_job(command: str) -> None:
-    """jobs/*.py: `ray submit` and `ray job submit` start the script on the cluster; join it."""
+def run_job(command: str, *defaults: str) -> None:
+    """jobs/*.py: `ray submit` and `ray job submit` start the script on the cluster; join it.
+
+    `defaults` come before the user's options, so the user's own choice wins."""
     args = sys.argv[1:]
     if args[:1] == ["--"]:
         args = args[1:]
     if "--local" not in args and not any(a.startswith("--address") for a in args):
         args = ["--address", "auto", *args]
-    sys.argv = ["cifar-ray", command, *args]
+    sys.argv = ["cifar-ray", command, *defaults, *args]
     main()
 
 
