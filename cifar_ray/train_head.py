@@ -96,13 +96,13 @@ def _remove_other_runs(loc: Location, backbone: str, keep: str) -> None:
 
 def _train_loop(config: dict) -> None:
     """Runs in the Ray Train worker: resumes from Ray Train's latest checkpoint if there is one."""
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()  # before Keras imports TensorFlow: memory growth, not the whole GPU
     import keras
     import ray
     import ray.train
 
-    from cifar_ray.tfsetup import configure_tensorflow
-
-    configure_tensorflow()
     cfg = TrainConfig(**config["cfg"])
     loc = Location(cfg.out)
     data = (*ray.get(config["fit"]), *ray.get(config["val"]))
@@ -151,6 +151,9 @@ def _copy(src: Path, dst: Path) -> None:
 
 def load_head(loc: Location, backbone: str):
     """The saved model, from local disk or object storage."""
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()
     import keras
 
     raw = storage.get_bytes(loc, f"{model_dir(loc, backbone)}/head.keras")
@@ -168,9 +171,6 @@ def predict(model, x: np.ndarray) -> np.ndarray:
 
 def evaluate(loc, backbone, parts, n_classes, state, fit_s) -> dict:
     """Accuracy comes from the saved model itself, so it reproduces exactly on reload."""
-    from cifar_ray.tfsetup import configure_tensorflow
-
-    configure_tensorflow()
     model = load_head(loc, backbone)
     preds, seconds = {}, {}
     for split, (x, _) in parts.items():
