@@ -12,7 +12,7 @@ import numpy as np
 import psutil
 import pytest
 
-from cifar_ray import baselines, head, latents, splits
+from cifar_ray import baselines, head, latents, splits, storage
 from cifar_ray.shards import plan
 from cifar_ray.storage import Location
 from cifar_ray.store import FeatureStore
@@ -159,15 +159,42 @@ def test_run_key_covers_what_decides_the_head_only(tmp_path):
     assert train_head.run_key(base, lat) != key
 
 
-def test_other_runs_of_the_backbone_are_removed(tmp_path):
+@pytest.fixture
+def moto_out(monkeypatch):
+    """An s3:// output on moto's server in this process, stopped afterwards."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="runs")
+        yield "s3://runs/out"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_other_runs_of_the_backbone_are_removed(where, tmp_path, request):
     from cifar_ray import train_head
 
+    loc = Location(str(tmp_path) if where == "local" else request.getfixturevalue("moto_out"))
     names = ["head-toy-aaaa", "head-toy-bbbb", "head-toy-x-cccc", "head-toyx-dddd", "other"]
     for name in names:
-        (tmp_path / "train-runs" / name / "checkpoint_0").mkdir(parents=True)
-    train_head._remove_other_runs(Location(str(tmp_path)), "toy", keep="head-toy-bbbb")
-    left = sorted(p.name for p in (tmp_path / "train-runs").iterdir())
-    assert left == ["head-toy-bbbb", "head-toy-x-cccc", "head-toyx-dddd", "other"]
+        storage.put_atomic(loc, loc.path("train-runs", name, "checkpoint_0", "state.json"), b"{}")
+    train_head._remove_other_runs(loc, "toy", keep="head-toy-bbbb")
+    left = {p.split("/train-runs/")[1].split("/")[0]
+            for p in storage.list_files(loc, loc.path("train-runs"))}  # fmt: skip
+    assert left == {"head-toy-bbbb", "head-toy-x-cccc", "head-toyx-dddd", "other"}
 
 
 @pytest.mark.ray
