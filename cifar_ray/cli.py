@@ -7,7 +7,6 @@ import signal
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from cifar_ray.config import DEFAULT_OUT, ExtractConfig, TrainConfig, parse_image_sizes
@@ -128,6 +127,9 @@ def train(
         str | None, typer.Option(help="Pixels for raw-pixel baselines (default: as extracted).")
     ] = None,
     tsne: Tsne = False,
+    write_report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Then write OUT/report/ (jobs/train.py).")
+    ] = False,
     local: Local = False,
     address: Address = None,
 ) -> None:
@@ -140,7 +142,9 @@ def train(
         baselines=baselines, pixel_baselines=pixel_baselines, pixel_epochs=pixel_epochs,
         data_dir=data_dir, tsne=tsne,
     )  # fmt: skip
-    commands.train(cfg, local=local, address=address, verbose=_state["verbose"])
+    commands.train(
+        cfg, local=local, address=address, verbose=_state["verbose"], write_report=write_report
+    )
 
 
 @app.command()
@@ -255,21 +259,21 @@ def on_stop_signal(signum, frame) -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, on_stop_signal)
     signal.signal(signal.SIGTERM, on_stop_signal)
+    code = 0
     try:
-        code = app(standalone_mode=False)  # typer turns an interrupt into a return of 130
+        # Standalone: typer prints its own usage errors (usage line, message) and exits 2,
+        # whichever click it vendors; an interrupt inside a command becomes exit 130.
+        app()
+    except SystemExit as exc:
+        code = exc.code
     except UserError as exc:
         print(f"cifar-ray: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except ExtractionFailed as exc:
         print(f"cifar-ray: {exc}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
-    except (KeyboardInterrupt, typer.Abort):
+    except KeyboardInterrupt:  # a signal outside typer's own handling
         code = EXIT_INTERRUPTED
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = EXIT_USER_ERROR
     if _received or code == EXIT_INTERRUPTED:
         terminated = signal.SIGTERM in _received
         what = "terminated" if terminated else "interrupted"
@@ -278,14 +282,16 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def run_job(command: str) -> None:
-    """jobs/*.py: `ray submit` and `ray job submit` start the script on the cluster; join it."""
+def run_job(command: str, *defaults: str) -> None:
+    """jobs/*.py: `ray submit` and `ray job submit` start the script on the cluster; join it.
+
+    `defaults` come before the user's options, so the user's own choice wins."""
     args = sys.argv[1:]
     if args[:1] == ["--"]:
         args = args[1:]
     if "--local" not in args and not any(a.startswith("--address") for a in args):
         args = ["--address", "auto", *args]
-    sys.argv = ["cifar-ray", command, *args]
+    sys.argv = ["cifar-ray", command, *defaults, *args]
     main()
 
 

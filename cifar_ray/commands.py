@@ -92,10 +92,15 @@ def _print_summary(summaries: list[pipeline.ExtractionSummary]) -> None:
     )
 
 
-def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool) -> dict:
+def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
+          write_report: bool = False) -> dict:  # fmt: skip
+    """With `write_report`, the cluster job ends where `run` does: OUT/report/."""
     from cifar_ray import training
 
-    return training.train_all(cfg, local=local, address=address, verbose=verbose)
+    results = training.train_all(cfg, local=local, address=address, verbose=verbose)
+    if write_report:
+        report(cfg.out)
+    return results
 
 
 def report(out: str) -> None:

@@ -28,6 +28,9 @@ def build(
     With `x_fit`, features are standardised first (as the baselines are), with statistics
     of the training split saved inside the model: frozen features can have tiny variance.
     """
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()  # before Keras imports TensorFlow
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -64,6 +67,7 @@ class LoopState:
     history: dict[str, list[float]] = field(default_factory=dict)
     resumed_from: int | None = None
     stopped_early: bool = False
+    run_key: str | None = None  # train_head.run_key: the config and data this state belongs to
 
     def save(self, folder: Path) -> None:
         (folder / "state.json").write_text(json.dumps(self.__dict__))

@@ -41,6 +41,9 @@ CANDIDATES: dict[str, Callable] = {"pixel_mlp": _mlp, "pixel_cnn": _cnn}
 
 def build(name: str, n_classes: int, seed: int = 0, learning_rate: float = 1e-3):
     """uint8 (32, 32, 3) in, softmax out; pixels are scaled to [-1, 1] inside the model."""
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()  # a Ray task's own process: GPU memory growth before Keras loads TF
     import keras
 
     keras.utils.set_random_seed(seed)

@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 
 from cifar_ray import head, latents, metrics, storage
 from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.errors import UserError
 from cifar_ray.storage import Location
 
+log = logging.getLogger(__name__)
+
+# The TrainConfig fields that decide the trained head; the others (baselines, report
+# options, paths) do not, so changing them still resumes.
+MODEL_FIELDS = ("hidden", "dropout", "learning_rate", "epochs", "batch_size", "patience",
+                "val_fraction", "seed")  # fmt: skip
+
 
 def model_dir(loc: Location, backbone: str) -> str:
     return loc.path("models", backbone)
+
+
+def run_key(cfg: TrainConfig, lat: latents.Latents) -> str:
+    """What the head is trained from: the model fields, the split and the features. A
+    checkpoint is resumed only under the same key, so a resumed model is never one fitted on
+    rows that are now validation, or with another seed or size."""
+    fields = {name: getattr(cfg, name) for name in MODEL_FIELDS}
+    fields["fingerprint"] = lat.manifest["fingerprint"]
+    fields["split_sizes"] = lat.manifest["split_sizes"]
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_name(backbone: str, key: str) -> str:
+    return f"head-{backbone}-{key}"
 
 
 def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref) -> dict:
@@ -29,39 +53,56 @@ def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref)
     from ray.train.tensorflow import TensorflowTrainer
 
     gpus = ray.cluster_resources().get("GPU", 0) > 0
-    run_name = f"head-{lat.backbone}-{lat.manifest['fingerprint']}"
+    key = run_key(cfg, lat)
+    name = run_name(lat.backbone, key)
+    _remove_other_runs(loc, lat.backbone, keep=name)
     storage_path = loc.path("train-runs") if loc.is_local else f"{loc.uri}/train-runs"
     trainer = TensorflowTrainer(
         _train_loop,
         train_loop_config={
             "cfg": as_dict(cfg),
             "backbone": lat.backbone,
+            "run_key": key,
             "n_classes": len(lat.classes),
             "fit": fit_ref,
             "val": val_ref,
         },
         scaling_config=ScalingConfig(num_workers=1, use_gpu=gpus),
         run_config=RunConfig(
-            name=run_name,
+            name=name,
             storage_path=storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=1),
         ),
     )
     trainer.fit()
     state_raw = storage.get_bytes(loc, f"{model_dir(loc, lat.backbone)}/state.json")
-    storage.delete_dir(loc, f"{loc.root}/train-runs/{run_name}")  # done: next run starts fresh
+    storage.delete_dir(loc, f"{loc.root}/train-runs/{name}")  # done: next run starts fresh
     return json.loads(state_raw)
+
+
+def _remove_other_runs(loc: Location, backbone: str, keep: str) -> None:
+    """A killed run under another config will never be resumed (its key is gone): delete
+    its checkpoints. Names are `head-<backbone>-<key>`; a key has no dash, so another
+    backbone whose name starts with this one's is left alone."""
+    prefix = run_name(backbone, "")
+    selector = pafs.FileSelector(f"{loc.root}/train-runs", allow_not_found=True)
+    for info in loc.fs.get_file_info(selector):
+        name = info.base_name
+        stale = name.startswith(prefix) and "-" not in name[len(prefix) :] and name != keep
+        if stale and info.type == pafs.FileType.Directory:
+            log.warning("%s: removing checkpoints of a run with another config", info.path)
+            storage.delete_dir(loc, info.path)
 
 
 def _train_loop(config: dict) -> None:
     """Runs in the Ray Train worker: resumes from Ray Train's latest checkpoint if there is one."""
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()  # before Keras imports TensorFlow: memory growth, not the whole GPU
     import keras
     import ray
     import ray.train
 
-    from cifar_ray.tfsetup import configure_tensorflow
-
-    configure_tensorflow()
     cfg = TrainConfig(**config["cfg"])
     loc = Location(cfg.out)
     data = (*ray.get(config["fit"]), *ray.get(config["val"]))
@@ -69,14 +110,16 @@ def _train_loop(config: dict) -> None:
     best = work / "best.weights.h5"
     model = head.build(data[0].shape[1], config["n_classes"], cfg.hidden, cfg.dropout,
                        cfg.learning_rate, cfg.seed, x_fit=data[0])  # fmt: skip
-    state = head.LoopState()
+    state = head.LoopState(run_key=config["run_key"])
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            model = keras.models.load_model(Path(folder) / "model.keras")
-            state = head.LoopState.load(Path(folder))
-            _copy(Path(folder) / "best.weights.h5", best)
-        state.resumed_from = state.epoch
+            saved = head.LoopState.load(Path(folder))
+            if saved.run_key == state.run_key:  # the run name has the key; this double-checks
+                model = keras.models.load_model(Path(folder) / "model.keras")
+                state = saved
+                state.resumed_from = state.epoch
+                _copy(Path(folder) / "best.weights.h5", best)
 
     def on_epoch(state: head.LoopState, improved: bool) -> None:
         if improved:
@@ -108,6 +151,9 @@ def _copy(src: Path, dst: Path) -> None:
 
 def load_head(loc: Location, backbone: str):
     """The saved model, from local disk or object storage."""
+    from cifar_ray.tfsetup import configure_tensorflow
+
+    configure_tensorflow()
     import keras
 
     raw = storage.get_bytes(loc, f"{model_dir(loc, backbone)}/head.keras")
@@ -125,9 +171,6 @@ def predict(model, x: np.ndarray) -> np.ndarray:
 
 def evaluate(loc, backbone, parts, n_classes, state, fit_s) -> dict:
     """Accuracy comes from the saved model itself, so it reproduces exactly on reload."""
-    from cifar_ray.tfsetup import configure_tensorflow
-
-    configure_tensorflow()
     model = load_head(loc, backbone)
     preds, seconds = {}, {}
     for split, (x, _) in parts.items():
@@ -142,6 +185,7 @@ def evaluate(loc, backbone, parts, n_classes, state, fit_s) -> dict:
             "best_epoch": state["best_epoch"],
             "epochs_run": state["epoch"],
             "resumed_from": state["resumed_from"],
+            "run_key": state.get("run_key"),
             "stopped_early": state["stopped_early"],
         },
         "accuracy": {k: metrics.accuracy(parts[k][1], p) for k, p in preds.items()},

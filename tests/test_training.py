@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import time
+from dataclasses import replace
 
 import numpy as np
 import psutil
 import pytest
 
-from cifar_ray import baselines, head, latents, splits
+from cifar_ray import baselines, head, latents, splits, storage
 from cifar_ray.shards import plan
 from cifar_ray.storage import Location
 from cifar_ray.store import FeatureStore
@@ -101,9 +101,100 @@ def test_baselines_beat_chance_and_never_select_on_test(name):
     assert scrambled["accuracy"]["val"] == honest["accuracy"]["val"]
 
 
-def _checkpointed_epochs(out) -> list[int]:
-    states = (out / "train-runs").rglob("state.json")
-    return sorted(json.loads(p.read_text())["epoch"] for p in states)
+def _runs(out) -> dict[str, dict[int, dict]]:
+    """Ray Train run folder -> its checkpoints' loop states by epoch (readable ones only: a
+    checkpoint being copied in or deleted is skipped)."""
+    runs = {}
+    root = out / "train-runs"
+    for folder in sorted(root.iterdir()) if root.exists() else []:
+        states = {}
+        with contextlib.suppress(FileNotFoundError):
+            for path in folder.rglob("state.json"):
+                with contextlib.suppress(FileNotFoundError, ValueError):
+                    state = json.loads(path.read_text())
+                    states[state["epoch"]] = state
+        runs[folder.name] = states
+    return runs
+
+
+def _registered(out, proc, wanted) -> tuple[str, dict]:
+    """Poll until `wanted(name, epoch)` holds for a run whose only checkpoint is epoch >= 2:
+    with num_to_keep=1, Ray Train deletes the previous checkpoint only after it registered
+    the new one, so that one is what a re-run resumes from."""
+    deadline = time.monotonic() + 300
+    while True:
+        for name, states in _runs(out).items():
+            if len(states) == 1 and (epoch := next(iter(states))) >= 2 and wanted(name, epoch):
+                return name, states[epoch]
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.2)
+
+
+def _kill(proc) -> None:
+    """The driver dies without cleaning anything up; then its Ray processes go too."""
+    family = psutil.Process(proc.pid).children(recursive=True)
+    kill_group(proc)
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+
+
+def test_run_key_covers_what_decides_the_head_only(tmp_path):
+    from cifar_ray import train_head
+    from cifar_ray.config import TrainConfig
+
+    lat = _toy_store(tmp_path, {"train": 40, "test": 20})
+    base = TrainConfig(out=str(tmp_path))
+    key = train_head.run_key(base, lat)
+    changed = {"hidden": 8, "dropout": 0.1, "learning_rate": 0.5, "epochs": 3, "seed": 1,
+               "batch_size": 7, "patience": 9, "val_fraction": 0.3}  # fmt: skip
+    assert set(changed) == set(train_head.MODEL_FIELDS)
+    for field, value in changed.items():
+        assert train_head.run_key(replace(base, **{field: value}), lat) != key, field
+    same = {"baselines": False, "pixel_baselines": False, "pixel_epochs": 1, "tsne": True,
+            "out": str(tmp_path / "elsewhere")}  # fmt: skip
+    for field, value in same.items():
+        assert train_head.run_key(replace(base, **{field: value}), lat) == key, field
+    lat.manifest["fingerprint"] = "other features"
+    assert train_head.run_key(base, lat) != key
+
+
+@pytest.fixture
+def moto_out(monkeypatch):
+    """An s3:// output on moto's server in this process, stopped afterwards."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="runs")
+        yield "s3://runs/out"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_other_runs_of_the_backbone_are_removed(where, tmp_path, request):
+    from cifar_ray import train_head
+
+    loc = Location(str(tmp_path) if where == "local" else request.getfixturevalue("moto_out"))
+    names = ["head-toy-aaaa", "head-toy-bbbb", "head-toy-x-cccc", "head-toyx-dddd", "other"]
+    for name in names:
+        storage.put_atomic(loc, loc.path("train-runs", name, "checkpoint_0", "state.json"), b"{}")
+    train_head._remove_other_runs(loc, "toy", keep="head-toy-bbbb")
+    left = {p.split("/train-runs/")[1].split("/")[0]
+            for p in storage.list_files(loc, loc.path("train-runs"))}  # fmt: skip
+    assert left == {"head-toy-bbbb", "head-toy-x-cccc", "head-toyx-dddd", "other"}
 
 
 @pytest.mark.ray
@@ -122,33 +213,42 @@ def test_ray_train_worker_reads_shared_memory_not_the_feature_files(ray_local, t
 
 
 @pytest.mark.ray
-def test_killed_training_resumes_from_last_checkpoint(tmp_path, cifar_archive):
+def test_killed_training_resumes_only_under_the_same_config(tmp_path, cifar_archive):
     out = tmp_path / "out"
     extract = run_cli("extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
                       "--image-size", "75", "--limit", "60", "--out", out)  # fmt: skip
     assert extract.returncode == 0, extract.stderr[-2000:]
+    train = ["train", "--local", "--out", out, "--epochs", "8", "--no-baselines",
+             "--no-pixel-baselines"]  # fmt: skip
+    slow = {"CIFAR_RAY_TEST_EPOCH_DELAY_S": "6"}
 
-    train = ["train", "--local", "--out", out, "--epochs", "8", "--no-baselines"]
-    proc = start_cli(*train, env={"CIFAR_RAY_TEST_EPOCH_DELAY_S": "8"})
+    proc = start_cli(*train, env=slow)  # seed 0, killed after a registered checkpoint
     try:
-        deadline = time.monotonic() + 240
-        while 2 not in _checkpointed_epochs(out):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-            time.sleep(0.2)
-        time.sleep(4)  # epoch 2's checkpoint gets registered; epoch 3 is still 4 s away
-        family = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGKILL)  # the driver dies without cleaning anything up
+        first, state = _registered(out, proc, lambda name, epoch: True)
     finally:
-        kill_group(proc)
-    for p in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    assert max(_checkpointed_epochs(out)) == 2
+        _kill(proc)
 
-    again = run_cli(*train)
+    # Another seed: another split and init. It must not continue seed 0's model.
+    killed_at = state["epoch"]
+    proc = start_cli(*train, "--seed", "1", env=slow)
+    try:
+        second, state = _registered(
+            out, proc, lambda name, epoch: name != first or epoch > killed_at
+        )
+        runs = _runs(out)
+    finally:
+        _kill(proc)
+    assert second != first and first not in runs  # the stale run's checkpoints are gone
+    assert state["resumed_from"] is None and len(state["history"]["loss"]) == state["epoch"]
+
+    # The same config again: it resumes the killed seed-1 run.
+    resumable = set(_runs(out)[second])
+    again = run_cli(*train, "--seed", "1")
     assert again.returncode == 0, again.stderr[-3000:]
     result = json.loads((out / "models/inceptionv3/results.json").read_text())
     params = result["models"]["dense_head"]["params"]
-    assert params["resumed_from"] == 2
+    assert params["resumed_from"] in resumable and params["resumed_from"] >= 2
+    assert second.endswith(params["run_key"]) and result["train_config"]["seed"] == 1
     assert params["epochs_run"] == 8 or params["stopped_early"]
     assert len(result["models"]["dense_head"]["history"]["loss"]) == params["epochs_run"]
+    assert _runs(out) == {}  # finished: the next run starts fresh
