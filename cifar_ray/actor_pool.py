@@ -116,7 +116,7 @@ class ElasticPool:
             info = self.backend.result(ticket)
         except ActorDied as exc:  # its process died while starting: a crash or its node left
             node = self.node_of.get(actor)
-            self._start_failed(actor, str(exc), node, node)
+            self._start_failed(actor, f"its process died: {exc}", exc.node_ip or node, node)
             return
         if info.get("user_error"):
             raise UserError(info["error"])

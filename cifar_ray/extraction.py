@@ -7,12 +7,13 @@ cluster (`scheduler.py` and `actor_pool.py` decide what to do); the work is `wor
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cifar_ray import ray_runtime
@@ -107,7 +108,7 @@ class RayBackend:
         try:
             return ray.get(ticket)
         except RayActorError as exc:
-            raise ActorDied(_first_line(exc)) from None
+            raise ActorDied(*_death(exc)) from None
         except RayTaskError as exc:
             raise TaskFailed(_first_line(exc)) from None
 
@@ -194,8 +195,22 @@ def _request_bundles(bundles: list[dict]) -> None:
 
 
 def first_line(text: str) -> str:
+    """An error's first line, without TensorFlow's "{{function_node ...}}" prefix."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[0][:200] if lines else ""
+    return re.sub(r"^\{\{[^}]*\}\}\s*", "", lines[0])[:200] if lines else ""
+
+
+def _death(exc: RayActorError) -> tuple[str, str | None]:
+    """Why an actor's process died, and its node's address, from Ray's several-line message:
+    its "key: value" lines hold the address, the first other line after them the reason."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    fields = dict(ln.split(": ", 1) for ln in lines[1:] if re.match(r"^[a-z_]+: ", ln))
+    others = [ln for ln in lines[1:] if not re.match(r"^[a-z_]+: ", ln)]
+    if lines and lines[0] == ActorDiedError.BASE_ERROR_MSG and others:
+        reason = others[0].split(" Some common causes")[0][:200]
+    else:
+        reason = _first_line(exc)
+    return reason, fields.get("ip")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -47,6 +47,10 @@ def shape_for(
 class ActorDied(Exception):
     """The actor's process is gone (its node left, it was killed, it crashed)."""
 
+    def __init__(self, reason: str, node_ip: str | None = None):
+        self.node_ip = node_ip
+        super().__init__(reason)
+
 
 class TaskFailed(Exception):
     """The call raised inside a live actor."""

@@ -202,8 +202,8 @@ def test_actors_that_cannot_start_end_the_job_with_every_shard_named(how):
     expected = (
         "no actor could start: RuntimeError: boom (node ip-n1)"
         if how == "error"
-        else "no actor could start: The actor died unexpectedly before finishing this task. "
-        "(node n1)"
+        else "no actor could start: its process died: The actor died unexpectedly before "
+        "finishing this task. (node n1)"
     )
     assert reason == {expected}
     assert all(a.dead for a in cluster.actors)
