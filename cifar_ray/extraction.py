@@ -38,20 +38,20 @@ class _RayShardWorker(ShardWorker):
     def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict):
         self.error, self.user_error = None, False
         context = ray.get_runtime_context()
-        self.node_ip = ray.util.get_node_ip_address()
+        self.node_id, self.node_ip = context.get_node_id(), ray.util.get_node_ip_address()
         self.gpus = float(context.get_assigned_resources().get("GPU", 0.0))
         try:
             configure_tensorflow(spec.threads)  # before anything can initialise TensorFlow
-            super().__init__(spec, loc, metadata, node_id=context.get_node_id())
+            super().__init__(spec, loc, metadata, node_id=self.node_id)
         except UserError as exc:
             self.error, self.user_error = str(exc), True
         except Exception as exc:  # OOM on the warm-up batch, a CUDA or import error, skew...
             log.exception("the embedder actor could not start")  # the traceback: Ray's logs
-            self.error = f"{type(exc).__name__}: {first_line(str(exc))}"
+            text = first_line(str(exc))
+            self.error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
     def info(self) -> dict:
-        where = {"node_id": getattr(self, "node_id", None), "node_ip": self.node_ip,
-                 "gpus": self.gpus}  # fmt: skip
+        where = {"node_id": self.node_id, "node_ip": self.node_ip, "gpus": self.gpus}
         if self.error:
             return {"error": self.error, "user_error": self.user_error, **where}
         return {"error": None, "user_error": False, **super().info(), **where}

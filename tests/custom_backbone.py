@@ -127,6 +127,14 @@ def dies_in_actor(input_shape, weights=None):
     return small_cnn(input_shape, weights)
 
 
+def raises_in_actor(input_shape, weights=None):
+    """Builds in the driver; in an actor the factory itself raises: the user's factory is at
+    fault, which is a user error there too."""
+    if _in_ray_actor():
+        raise ValueError("these weights do not fit this node's model (simulated)")
+    return small_cnn(input_shape, weights)
+
+
 def rendezvous(input_shape, weights=None):
     """small_cnn, but an actor waits until RENDEZVOUS_ENV's N actors have all reached this point:
     the test decides which actors exist before any of them takes work, not the clock."""
@@ -144,5 +152,5 @@ def rendezvous(input_shape, weights=None):
     return small_cnn(input_shape, weights)
 
 
-for _factory in (fails_in_actor, dies_in_actor, rendezvous):
+for _factory in (fails_in_actor, dies_in_actor, raises_in_actor, rendezvous):
     _factory.backbone_spec = {**small_cnn.backbone_spec, "name": _factory.__name__}

@@ -230,3 +230,17 @@ def test_an_actor_that_cannot_start_ends_the_job(tmp_path, cifar_archive, factor
         assert f"{factory}/{key}: no actor could start: " in stderr, stderr
     assert "(node " in stderr
     assert not left, f"processes of the run still alive: {[p.cmdline() for p in left]}"
+
+
+def test_a_user_error_in_an_actor_is_one_line_and_exit_2(tmp_path, cifar_archive):
+    args = ["extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
+            "--backbone", "tests.custom_backbone:raises_in_actor", "--image-size", "32",
+            "--limit", "12", "--shard-size", "12", "--out", tmp_path / "out"]  # fmt: skip
+    result = run_cli(*args, timeout=400)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("cifar-ray: error:")]
+    assert errors == [
+        "cifar-ray: error: backbone factory tests.custom_backbone:raises_in_actor failed: "
+        "ValueError: these weights do not fit this node's model (simulated)"
+    ], result.stderr
+    assert "Traceback" not in result.stderr
