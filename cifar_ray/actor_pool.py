@@ -20,6 +20,10 @@ MAX_START_FAILURES = 3  # failed starts in a row, none up: the job cannot run an
 
 
 class ElasticPool:
+    """The actors, by state: `starting` (asked for, not up), `ready` (take shards) and
+    `retiring` (finish their shards, then stop). `poll()` moves them along; the scheduler
+    calls `lost()` when one dies and `release_retired()` when its shards are back."""
+
     def __init__(
         self,
         backend: Backend,
