@@ -14,7 +14,7 @@ from cifar_ray.extraction import autoscaler_bundles
 from cifar_ray.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
 from cifar_ray.shards import Shard
 
-START_S, SHARD_S = 3.0, 1.0  # fake seconds: an actor's start-up, one shard on one actor
+START_S, SHARD_S = 2.3, 1.0  # fake seconds: an actor's start-up, one shard on one actor
 
 
 @dataclass(eq=False)
@@ -93,6 +93,8 @@ class FakeCluster:
         return ticket
 
     def wait(self, tickets, timeout):
+        if self.now > 3600:  # the old pool retried failed starts for ever: fail, not hang
+            raise AssertionError("the job ran for an hour of fake time")
         done = [t for t in tickets if t.done_at <= self.now]
         if not done:
             pending = [t.done_at for t in tickets]
@@ -248,6 +250,10 @@ def test_a_node_that_joins_gets_an_actor_that_takes_shards():
     assert _keys(results) == sorted(s.key for s in _shards(30)) and not results.failed
     assert [a.node for a in cluster.actors] == ["n1", "n2"]  # by affinity to the newcomer
     assert {r[1] for r in results.records} == {"n1", "n2"}
+    newcomer = cluster.actors[1]
+    up = next(t.done_at for t in cluster.tickets if t.actor is newcomer and t.shard is None)
+    first = min(when for a, _, when in cluster.submitted if a is newcomer)
+    assert first == up  # woken by the actor coming up, not by the next shard of another
 
 
 def test_gpu_node_that_joins_gets_a_gpu_actor_and_the_cpu_actor_retires():
