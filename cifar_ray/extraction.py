@@ -1,71 +1,119 @@
 """Extraction on Ray: a pool of embedder actors, shards streamed through, failures contained.
 
-This is the only Ray-aware part of extraction; the work itself is `worker.ShardWorker`.
+This is the only Ray-aware part of extraction: `RayBackend` is how the scheduler reaches the
+cluster (`scheduler.py` and `actor_pool.py` decide what to do); the work is `worker.ShardWorker`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from cifar_ray import ray_runtime
 from cifar_ray.actor_pool import ElasticPool
 from cifar_ray.cifar import Dataset
 from cifar_ray.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
+from cifar_ray.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
 from cifar_ray.shards import Shard
 from cifar_ray.storage import Location
 from cifar_ray.store import ShardRecord
+from cifar_ray.tfsetup import configure_tensorflow
 from cifar_ray.worker import ShardWorker
 
 log = logging.getLogger(__name__)
 
 
 class _RayShardWorker(ShardWorker):
-    """Records its node and keeps start-up errors, so the driver can report them in one line."""
+    """Records where it runs and keeps any start-up error, so the driver can report it in one
+    line and decide (a raising constructor would only show as a dead actor, its cause lost)."""
 
     def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict):
-        self.error = None
+        self.error, self.user_error = None, False
+        context = ray.get_runtime_context()
+        self.node_id, self.node_ip = context.get_node_id(), ray.util.get_node_ip_address()
+        self.gpus = float(context.get_assigned_resources().get("GPU", 0.0))
         try:
-            node = ray.get_runtime_context().get_node_id()
-            super().__init__(spec, loc, metadata, node_id=node)
+            configure_tensorflow(spec.threads)  # before anything can initialise TensorFlow
+            super().__init__(spec, loc, metadata, node_id=self.node_id)
         except UserError as exc:
-            self.error = str(exc)
+            self.error, self.user_error = str(exc), True
+        except Exception as exc:  # OOM on the warm-up batch, a CUDA or import error, skew...
+            log.exception("the embedder actor could not start")  # the traceback: Ray's logs
+            text = first_line(str(exc))
+            self.error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
     def info(self) -> dict:
-        return {"error": self.error} if self.error else {"error": None, **super().info()}
-
-
-@dataclass(frozen=True)
-class PoolShape:
-    actors: int
-    num_cpus: float
-    num_gpus: float
-    threads: int  # TensorFlow threads per actor: the cores it really has
+        where = {"node_id": self.node_id, "node_ip": self.node_ip, "gpus": self.gpus}
+        if self.error:
+            return {"error": self.error, "user_error": self.user_error, **where}
+        return {"error": None, "user_error": False, **super().info(), **where}
 
 
 def pool_shape(requested: int | None, gpus_per_actor: float) -> PoolShape:
-    """One actor per GPU where there are GPUs; on CPU one per node, leaving CPU for the driver."""
     resources = ray.cluster_resources()
-    cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
-    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")))
-    if gpus > 0:
-        actors = requested or max(1, int(gpus / gpus_per_actor))
-        return PoolShape(actors, 1.0, gpus_per_actor, max(1, int(cpus / actors)))
-    actors = requested or nodes
-    num_cpus = min(1.0, max(0.25, (cpus - 1) / actors))  # a 2-core box must not deadlock
-    threads = max(1, int(cpus / nodes) // max(1, actors // nodes))
-    return PoolShape(actors, round(num_cpus, 2), 0.0, threads)
+    return shape_for(resources.get("CPU", 1.0), resources.get("GPU", 0.0),
+                     len(_work_nodes("CPU")), requested, gpus_per_actor)  # fmt: skip
 
 
 def _work_nodes(resource: str) -> list[str]:
     return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get(resource)]
+
+
+class RayBackend:
+    """The scheduler's view of a Ray cluster (see `scheduler.Backend`)."""
+
+    def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict, pixels: ShardPixels,
+                 requested: int | None, gpus_per_actor: float, in_flight: int):  # fmt: skip
+        self.spec, self.loc, self.metadata, self.pixels = spec, loc, metadata, pixels
+        self.requested, self.gpus_per_actor, self.in_flight = requested, gpus_per_actor, in_flight
+        self.worker = ray.remote(_RayShardWorker)
+
+    def shape(self) -> PoolShape:
+        return pool_shape(self.requested, self.gpus_per_actor)
+
+    def nodes(self, gpu: bool) -> list[str]:
+        return _work_nodes("GPU" if gpu else "CPU")
+
+    def start(self, node_id: str | None, shape: PoolShape):
+        """On `node_id` when given (a node that has none of our actors), else spread."""
+        spec = EmbedderSpec(**{**self.spec.__dict__, "threads": self.spec.threads or shape.threads})
+        where = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
+        actor = self.worker.options(
+            num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0, max_task_retries=0,
+            max_concurrency=self.in_flight, scheduling_strategy=where,
+        ).remote(spec, self.loc, self.metadata)  # fmt: skip
+        return actor, actor.info.remote()
+
+    def submit(self, actor, shard: Shard):
+        return actor.process.remote(shard, *self.pixels.get(shard))
+
+    def wait(self, tickets: list, timeout: float) -> list:
+        if not tickets:
+            time.sleep(min(timeout, 0.05))  # nothing to wait on: actors are being placed
+            return []
+        done, _ = ray.wait(tickets, num_returns=1, timeout=timeout)
+        if done and len(tickets) > 1:
+            done, _ = ray.wait(tickets, num_returns=len(tickets), timeout=0)
+        return done
+
+    def result(self, ticket):
+        try:
+            return ray.get(ticket)
+        except RayActorError as exc:
+            raise ActorDied(*_death(exc)) from None
+        except RayTaskError as exc:
+            raise TaskFailed(_first_line(exc)) from None
+
+    def kill(self, actor) -> None:
+        ray.kill(actor, no_restart=True)
 
 
 @dataclass
@@ -76,6 +124,8 @@ class Outcome:
     first_shard_s: float | None = None
     pool_ready_s: float = 0.0  # actors built and warmed up: start-up ends here
     actors_replaced: int = 0
+    actors_retired: int = 0  # CPU actors that GPU actors took over from
+    actors: list[dict] = field(default_factory=list)  # each actor that came up: node, GPUs
 
 
 def run(
@@ -92,100 +142,75 @@ def run(
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,
 ) -> Outcome:
-    """Embed and publish every shard in `todo`; a shard fails only after `max_retries` retries."""
-    started = time.perf_counter()
-    shape = pool_shape(actors, gpus_per_actor)
-    spec = EmbedderSpec(**{**spec.__dict__, "threads": spec.threads or shape.threads})
-    worker = ray.remote(_RayShardWorker)
-    options = dict(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0,
-                   max_task_retries=0, max_concurrency=in_flight)  # fmt: skip
-
-    def make(node_id: str | None):
-        """On `node_id` when given (a node that has none of our actors), else spread."""
-        where = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
-        return worker.options(**options, scheduling_strategy=where).remote(spec, loc, metadata)
-
-    pool = ElasticPool(
-        make=make,
-        target=lambda: actors or pool_shape(None, gpus_per_actor).actors,
-        nodes=lambda: _work_nodes("GPU" if shape.num_gpus else "CPU"),
-    )
-    outcome = Outcome()
+    """Embed and publish every shard in `todo`; a shard fails only after `max_retries` retries,
+    or at once, named, when no actor can start."""
+    started = time.monotonic()
+    backend = RayBackend(spec, loc, metadata, pixels or ShardPixels(dataset), actors,
+                         gpus_per_actor, in_flight)  # fmt: skip
+    requested = request_actors(actors, gpus_per_actor)
+    pool = None
     try:
-        pixels = pixels or ShardPixels(dataset)
-        _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, started)
+        pool = ElasticPool(backend)
+        scheduler = Scheduler(pool, backend, in_flight=in_flight, max_retries=max_retries,
+                              on_shard=on_shard)  # fmt: skip
+        results = scheduler.run(todo)
     finally:
-        pool.shutdown()
-    outcome.seconds = time.perf_counter() - started
-    outcome.pool_ready_s = (pool.first_ready_at or started) - started
-    return outcome
+        if pool:
+            pool.shutdown()
+        if requested:
+            _request_bundles([])  # the request persists until replaced: give it back
+    at = lambda t: None if t is None else t - started  # noqa: E731
+    return Outcome(
+        records=results.records, failed=results.failed, seconds=time.monotonic() - started,
+        first_shard_s=at(results.first_shard_at), pool_ready_s=at(pool.first_ready_at) or 0.0,
+        actors_replaced=pool.replaced, actors_retired=pool.retired, actors=pool.started,
+    )  # fmt: skip
 
 
-def _schedule(pool, pixels, todo, in_flight, max_retries, outcome, on_shard, started) -> None:
-    queue: deque[Shard] = deque(todo)
-    attempts: Counter[str] = Counter()
-    running: dict = {}  # ObjectRef -> (actor, shard)
-    proven: set = set()  # actors that have returned a shard
-    while queue or running:
-        pool.poll()
-        _dispatch(pool, pixels, queue, running, proven, in_flight)
-        if not running:
-            time.sleep(0.05)  # actors still starting
-            continue
-        # Wake for an actor that finishes starting too, not only for a shard: it gets work
-        # at once (waiting on shards alone left a new actor idle for up to 0.5 s).
-        ready, _ = ray.wait([*running, *pool.starting_refs()], num_returns=1, timeout=0.5)
-        for ref in ready:
-            if ref not in running:
-                continue  # an actor is up: the next poll() promotes it
-            actor, shard = running.pop(ref)
-            try:
-                record = ray.get(ref)
-            except RayActorError as exc:
-                if actor in pool.ready:
-                    pool.lost(actor)
-                    outcome.actors_replaced += 1
-                error = f"actor died: {_first_line(exc)}"
-                _retry(shard, error, attempts, max_retries, queue, outcome)
-                continue
-            except RayTaskError as exc:
-                _retry(shard, _first_line(exc), attempts, max_retries, queue, outcome)
-                continue
-            proven.add(actor)
-            if outcome.first_shard_s is None:
-                outcome.first_shard_s = time.perf_counter() - started
-            outcome.records.append(record)
-            on_shard(record)
+def autoscaler_bundles(actors: int | None, gpus_per_actor: float, local: bool) -> list[dict]:
+    """What to ask the autoscaler for: with `--actors N` on a cluster, N bundles of a GPU
+    actor's shape, so a job submitted before any GPU worker is up brings them up (a cluster
+    that has no such node type, or no autoscaler, leaves the request unmet and harmless).
+    Nothing on an embedded Ray, or without --actors (the pool follows the cluster it finds)."""
+    if local or not actors:
+        return []
+    return [{"CPU": 1.0, "GPU": gpus_per_actor} for _ in range(actors)]
 
 
-def _dispatch(pool, pixels, queue, running, proven, in_flight) -> None:
-    """Fill the ready actors' slots, one shard each unless two pay off.
-
-    An actor's first shard runs alone: two at once would finish together, later, and the first
-    published shard is what a user watches for (299 px: 9.0 s instead of 11.8). And an actor
-    takes a second shard only while the queue holds one for every ready actor, so at the end
-    no actor sits on two shards while another has none (1,000 images on 2 actors: 0.72 of
-    the baseline's rate without this rule).
-    """
-    for actor in list(pool.ready):
-        busy = sum(1 for a, _ in running.values() if a is actor)
-        while queue:
-            deep = actor in proven and len(queue) >= len(pool.ready)
-            if busy >= (in_flight if deep else 1):
-                break
-            shard = queue.popleft()
-            running[actor.process.remote(shard, *pixels.get(shard))] = (actor, shard)
-            busy += 1
+def request_actors(actors: int | None, gpus_per_actor: float) -> bool:
+    bundles = autoscaler_bundles(actors, gpus_per_actor, ray_runtime.started_locally())
+    if bundles:
+        log.info("asking the autoscaler for %d GPU actor(s)", len(bundles))
+        _request_bundles(bundles)
+    return bool(bundles)
 
 
-def _retry(shard, error, attempts, max_retries, queue, outcome) -> None:
-    attempts[shard.key] += 1
-    if attempts[shard.key] > max_retries:
-        outcome.failed[shard.key] = error
-        log.error("shard %s failed after %d attempts: %s", shard.key, attempts[shard.key], error)
+def _request_bundles(bundles: list[dict]) -> None:
+    from ray.autoscaler.sdk import request_resources
+
+    try:
+        request_resources(bundles=bundles)
+    except Exception as exc:  # a hint only: a cluster without an autoscaler must still run
+        log.warning("could not ask the autoscaler for resources: %s", exc)
+
+
+def first_line(text: str) -> str:
+    """An error's first line, without TensorFlow's "{{function_node ...}}" prefix."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return re.sub(r"^\{\{[^}]*\}\}\s*", "", lines[0])[:200] if lines else ""
+
+
+def _death(exc: RayActorError) -> tuple[str, str | None]:
+    """Why an actor's process died, and its node's address, from Ray's several-line message:
+    its "key: value" lines hold the address, the first other line after them the reason."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    fields = dict(ln.split(": ", 1) for ln in lines[1:] if re.match(r"^[a-z_]+: ", ln))
+    others = [ln for ln in lines[1:] if not re.match(r"^[a-z_]+: ", ln)]
+    if lines and lines[0] == ActorDiedError.BASE_ERROR_MSG and others:
+        reason = others[0].split(" Some common causes")[0][:200]
     else:
-        log.warning("retrying shard %s (%s)", shard.key, error)
-        queue.append(shard)
+        reason = _first_line(exc)
+    return reason, fields.get("ip")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -26,6 +26,14 @@ LOCAL_RAY_ENV = {
 }
 
 
+_embedded: list[bool] = []  # set while ray_session runs a Ray it started with local=True
+
+
+def started_locally() -> bool:
+    """Whether this process runs an embedded Ray (--local): no autoscaler to ask for nodes."""
+    return bool(_embedded)
+
+
 def worker_env() -> dict[str, str]:
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "RAY_TRAIN_V2_ENABLED": "1", "PYTHONWARNINGS": "ignore"}
     env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARD_PREFIXES)})
@@ -60,9 +68,12 @@ def ray_session(local: bool, address: str | None = None, verbose: bool = False) 
         object_store_memory=_local_object_store() if local else None,
     )
     _keep_signal_handlers(handlers)
+    if local:
+        _embedded.append(True)
     try:
         yield
     finally:
+        _embedded.clear()
         ray.shutdown()
 
 

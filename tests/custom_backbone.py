@@ -3,7 +3,15 @@ and the ways a factory goes wrong."""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from pathlib import Path
+
 from cifar_ray.backbones import Backbone
+
+# "DIR:N" for `rendezvous`: every actor waits there until N actors have come that far.
+RENDEZVOUS_ENV = "CIFAR_RAY_TEST_RENDEZVOUS"
 
 
 def small_cnn(input_shape, weights=None):
@@ -75,3 +83,74 @@ def bad_spec(input_shape, weights=None):
 bad_spec.backbone_spec = {"preprocessing": "imagenet"}
 
 NOT_CALLABLE = 42
+
+
+def _in_ray_actor() -> bool:
+    """True inside a Ray actor; the driver, which builds custom backbones once to check them
+    before Ray starts, is not one."""
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+
+
+def fails_in_actor(input_shape, weights=None):
+    """Builds in the driver; in an actor the model fails on the warm-up batch, as a GPU out of
+    memory would: a runtime error of the model, not the user's factory failing (which is a
+    user error)."""
+    model = small_cnn(input_shape, weights)
+    if not _in_ray_actor():
+        return model
+    import keras
+    import tensorflow as tf
+
+    class OutOfMemory(keras.layers.Layer):
+        def compute_output_spec(self, x):  # building the model computes nothing
+            return keras.KerasTensor(x.shape, x.dtype)
+
+        def call(self, x):
+            check = tf.debugging.Assert(False, [SIMULATED_OOM])
+            with tf.control_dependencies([check]):
+                return tf.identity(x)
+
+    return keras.Sequential([*model.layers, OutOfMemory()], name="small_cnn")
+
+
+SIMULATED_OOM = "CUDA_ERROR_OUT_OF_MEMORY: out of memory (simulated)"
+
+
+def dies_in_actor(input_shape, weights=None):
+    """Builds in the driver; in an actor the process itself exits, as a segfault would."""
+    if _in_ray_actor():
+        os._exit(3)
+    return small_cnn(input_shape, weights)
+
+
+def raises_in_actor(input_shape, weights=None):
+    """Builds in the driver; in an actor the factory itself raises: the user's factory is at
+    fault, which is a user error there too."""
+    if _in_ray_actor():
+        raise ValueError("these weights do not fit this node's model (simulated)")
+    return small_cnn(input_shape, weights)
+
+
+def rendezvous(input_shape, weights=None):
+    """small_cnn, but an actor waits until RENDEZVOUS_ENV's N actors have all reached this point:
+    the test decides which actors exist before any of them takes work, not the clock."""
+    if _in_ray_actor() and os.environ.get(RENDEZVOUS_ENV):
+        folder, _, count = os.environ[RENDEZVOUS_ENV].rpartition(":")
+        import ray
+
+        context = ray.get_runtime_context()
+        gpu = context.get_assigned_resources().get("GPU", 0)
+        mark = Path(folder) / f"{context.get_actor_id()}-{context.get_node_id()}-{gpu}"
+        mark.touch()
+        deadline = time.monotonic() + 600  # the test ends it first; never wait for ever
+        while len(list(Path(folder).iterdir())) < int(count) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return small_cnn(input_shape, weights)
+
+
+for _factory in (fails_in_actor, dies_in_actor, raises_in_actor, rendezvous):
+    _factory.backbone_spec = {**small_cnn.backbone_spec, "name": _factory.__name__}

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.ray
 
 REPO = Path(__file__).resolve().parents[1]
 TAG_ENV = "CIFAR_RAY_TEST_CLUSTER_TAG"  # marks every process of a cluster this file starts
+RENDEZVOUS_ENV = "CIFAR_RAY_TEST_RENDEZVOUS"  # tests.custom_backbone.rendezvous: "DIR:N"
 
 
 # --- cluster.yaml ------------------------------------------------------------------------------
@@ -253,11 +254,14 @@ def test_job_scripts_run_through_ray_job_submit(job_cluster, tmp_path, cifar_arc
 def _run_scenario(name: str, tmp_path: Path, archive: Path, env: dict | None = None) -> dict:
     temp_dir, tag = _short_temp_dir(), uuid.uuid4().hex
     out, result = tmp_path / "out", tmp_path / "result.json"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {RENDEZVOUS_ENV: f"{marks}:2", **(env or {})}  # for the rendezvous backbone
     log = (tmp_path / "scenario.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, __file__, name, str(out), str(archive), temp_dir, str(result)],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-        env={**_cluster_env(tag), **(env or {})},
+        env={**_cluster_env(tag), **env},
     )  # fmt: skip
     try:
         proc.wait(timeout=400)
@@ -273,9 +277,15 @@ def _run_scenario(name: str, tmp_path: Path, archive: Path, env: dict | None = N
     return json.loads(result.read_text())
 
 
-def _published(out: Path) -> list[dict]:
+def _marks(tmp_path: Path) -> list[tuple[str, float]]:
+    """(node id, GPUs) of each actor that reached the rendezvous backbone's model build."""
+    names = [p.name.split("-") for p in (tmp_path / "marks").iterdir()]
+    return [(node, float(gpus)) for _, node, gpus in names]
+
+
+def _published(out: Path, backbone: str = "inceptionv3") -> list[dict]:
     return [
-        json.loads(p.read_text()) for p in (out / "features/inceptionv3/_shards").glob("*.json")
+        json.loads(p.read_text()) for p in (out / "features" / backbone / "_shards").glob("*.json")
     ]
 
 
@@ -287,12 +297,14 @@ def _ids(out: Path, split: str) -> list[int]:
 
 
 def test_extraction_spreads_over_nodes(tmp_path, cifar_archive):
+    """Each node gets an actor: asserted on where actors were placed and built their model
+    (the rendezvous holds both until both exist), not on which finished shards first, which
+    a fast machine decides (one actor can do all 8 before the other is up)."""
     result = _run_scenario("spread", tmp_path, cifar_archive)
     assert not result["summary"]["failed"] and result["summary"]["computed"] == 8
-    records = _published(tmp_path / "out")
-    assert len(records) == 8
-    used = {r["node_id"] for r in records}
-    assert used == set(result["workers"]), (used, result["workers"])  # both workers did shards
+    records = _published(tmp_path / "out", "rendezvous")
+    assert len(records) == 8 and {r["node_id"] for r in records} <= set(result["workers"])
+    assert sorted(n for n, _ in _marks(tmp_path)) == sorted(result["workers"])
 
 
 def test_extraction_survives_losing_a_node(tmp_path, cifar_archive):
@@ -317,14 +329,30 @@ def test_extraction_survives_losing_a_node(tmp_path, cifar_archive):
 
 
 def test_a_node_that_joins_mid_run_gets_an_actor(tmp_path, cifar_archive):
-    # ~36 s of work after the node joins: it needs up to 5 s to be noticed and a few more to
-    # start an actor on a loaded 2-core machine.
-    result = _run_scenario("grow", tmp_path, cifar_archive,
-                           env={"CIFAR_RAY_TEST_SHARD_DELAY_S": "3"})  # fmt: skip
+    """The node joins once the first actor is up to its model build, and that actor waits
+    there until a second one arrives: the newcomer's actor is the second, whatever the speed."""
+    result = _run_scenario("grow", tmp_path, cifar_archive)
     assert not result["summary"]["failed"] and result["summary"]["computed"] == 24
     assert len(result["workers"]) == 2
-    used = {r["node_id"] for r in _published(tmp_path / "out")}
-    assert used == set(result["workers"]), (used, result["workers"])  # the newcomer did shards
+    assert sorted(n for n, _ in _marks(tmp_path)) == sorted(result["workers"])
+    assert {r["node_id"] for r in _published(tmp_path / "out", "rendezvous")} <= set(
+        result["workers"]
+    )
+
+
+def test_a_gpu_node_that_joins_mid_run_gets_a_gpu_actor(tmp_path, cifar_archive):
+    """A job that started on CPU only: the node with a (simulated) GPU that joins gets an actor
+    holding the GPU, which takes over from the CPU actor (TensorFlow still runs on CPU)."""
+    result = _run_scenario("gpu-joins", tmp_path, cifar_archive,
+                           env={"CIFAR_RAY_TEST_SHARD_DELAY_S": "0.3"})  # fmt: skip
+    summary = result["summary"]
+    assert not summary["failed"] and summary["computed"] == 24, summary
+    cpu_node, gpu_node = result["workers"]
+    assert sorted(_marks(tmp_path)) == sorted([(cpu_node, 0.0), (gpu_node, 1.0)])
+    assert result["retired"] == 1  # the CPU actor made way
+    assert {(a["node_id"], a["gpus"]) for a in result["actors"]} >= {(gpu_node, 1.0)}
+    by_node = [r["node_id"] for r in _published(tmp_path / "out", "rendezvous")]
+    assert gpu_node in by_node and set(by_node) <= {cpu_node, gpu_node}
 
 
 # --- the scenarios, run in their own process ---------------------------------------------------
@@ -333,7 +361,7 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
     import ray._private.utils
     from ray.cluster_utils import Cluster
 
-    from cifar_ray import pipeline
+    from cifar_ray import extraction, pipeline
     from cifar_ray.cluster import check_out_is_shared
     from cifar_ray.config import ExtractConfig
     from cifar_ray.ray_runtime import worker_env
@@ -342,19 +370,30 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
     # machine would then join; this cluster is nobody else's business.
     ray._private.utils.write_ray_address = lambda *args, **kwargs: None
     fast_failure_detection = {"health_check_period_ms": 500, "health_check_failure_threshold": 3}
+    outcomes: list = []
+    run = extraction.run
+
+    def keep_outcome(*args, **kwargs):  # what pipeline.execute does not pass on: the actors
+        outcomes.append(run(*args, **kwargs))
+        return outcomes[-1]
+
+    extraction.run = keep_outcome
+    joins = name in ("grow", "gpu-joins")
     cluster = Cluster()
     try:
-        # The head runs only the driver (no CPU), as on AWS; two one-CPU workers do the work.
+        # The head runs only the driver (no CPU), as on AWS; one-CPU workers do the work.
         cluster.add_node(num_cpus=0, temp_dir=temp_dir, include_dashboard=False,
                          _system_config=fast_failure_detection)  # fmt: skip
-        workers = [cluster.add_node(num_cpus=1) for _ in range(1 if name == "grow" else 2)]
+        workers = [cluster.add_node(num_cpus=1) for _ in range(1 if joins else 2)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False,
                  runtime_env={"env_vars": worker_env()})  # fmt: skip
         check_out_is_shared(out)  # one machine, one disk: a local --out is fine here
-        cfg = ExtractConfig(out=out, data_dir=archive, weights="none", image_size=75,
-                            limit=120 if name == "grow" else 40, shard_size=10, batch_size=10,
-                            actors=None if name == "grow" else 2)  # fmt: skip
+        lose = name == "lose-node"
+        cfg = ExtractConfig(out=out, data_dir=archive, weights="none",
+                            backbone="inceptionv3" if lose else "tests.custom_backbone:rendezvous",
+                            image_size=75 if lose else 32, limit=120 if joins else 40,
+                            shard_size=10, batch_size=10, actors=None if joins else 2)  # fmt: skip
         plan = pipeline.prepare(cfg)
         removed: list[str] = []
         first_done = threading.Event()
@@ -371,30 +410,45 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
                 cluster.remove_node(victim, allow_graceful=False)
                 removed.append(victim.node_id)
 
-        if name == "lose-node":
+        if lose:
             threading.Thread(target=lose_a_node, daemon=True).start()
-        if name == "grow":  # Ray adds nodes from the main thread only: extract in another
+        if joins:  # Ray adds nodes from the main thread only: extract in another
             done: list = []
             runner = threading.Thread(
                 target=lambda: done.append(pipeline.execute(plan, on_shard=on_shard)), daemon=True
             )
             runner.start()
-            if first_done.wait(timeout=300):  # an autoscaled node joining mid-run
-                workers.append(cluster.add_node(num_cpus=1))
+            if _first_mark(timeout=300):  # an autoscaled node joining mid-run
+                gpus = 1 if name == "gpu-joins" else 0
+                workers.append(cluster.add_node(num_cpus=1, num_gpus=gpus))
             runner.join(timeout=300)
             summary = done[0]
         else:
             summary = pipeline.execute(plan, on_shard=on_shard)
         alive = [n for n in ray.nodes() if n["Alive"]]
+        outcome = outcomes[-1]
         Path(result_path).write_text(json.dumps({
             "summary": summary.__dict__,
             "workers": [w.node_id for w in workers],
             "removed": removed[0] if removed else None,
             "alive_after": len(alive),
+            "actors": outcome.actors,
+            "retired": outcome.actors_retired,
         }))  # fmt: skip
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def _first_mark(timeout: float) -> bool:
+    """Wait until an actor has reached the rendezvous backbone: the pool is up to its model."""
+    folder = Path(os.environ[RENDEZVOUS_ENV].rpartition(":")[0])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(folder.iterdir()):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 if __name__ == "__main__":

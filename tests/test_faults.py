@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from cifar_ray import cifar
 from cifar_ray.storage import TMP_MARK
 from tests.conftest import kill_group, run_cli, start_cli
+from tests.custom_backbone import SIMULATED_OOM
 
 pytestmark = pytest.mark.ray
 
@@ -186,3 +188,59 @@ def test_sigterm_stops_ray_and_says_so(tmp_path, cifar_archive):
     assert proc.returncode == 143 and "terminated" in stderr, stderr[-2000:]
     _, alive = psutil.wait_procs(family, timeout=30)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "Ray left running"
+
+
+TAG_ENV = "CIFAR_RAY_TEST_RUN_TAG"  # forwarded to Ray's workers: finds every process of a run
+
+
+def _tagged(tag: str) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(TAG_ENV) == tag and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.mark.parametrize(
+    ("factory", "shown"),
+    [
+        ("fails_in_actor", f"InvalidArgumentError: assertion failed: [{SIMULATED_OOM}]"),
+        ("dies_in_actor", "no actor could start: its process died: "),
+    ],
+)
+def test_an_actor_that_cannot_start_ends_the_job(tmp_path, cifar_archive, factory, shown):
+    """Before: the failed actor was taken for a node that went away and restarted every 5 s,
+    silently, for ever. Now: exit 1 naming every shard and the actor's error, nothing left."""
+    out, tag = tmp_path / "out", uuid.uuid4().hex
+    args = ["extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
+            "--backbone", f"tests.custom_backbone:{factory}", "--image-size", "32",
+            "--limit", "24", "--shard-size", "12", "--out", out]  # fmt: skip
+    proc = start_cli(*args, env={TAG_ENV: tag})
+    try:
+        _, stderr = proc.communicate(timeout=400)  # the bound: it used to run for ever
+        _, left = psutil.wait_procs(_tagged(tag), timeout=30)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 1, stderr[-3000:]
+    assert shown in stderr and "Traceback" not in stderr and "second line" not in stderr, stderr
+    for key in ("train-00000", "train-00001", "test-00000", "test-00001"):
+        assert f"{factory}/{key}: no actor could start: " in stderr, stderr
+    assert "(node " in stderr
+    assert not left, f"processes of the run still alive: {[p.cmdline() for p in left]}"
+
+
+def test_a_user_error_in_an_actor_is_one_line_and_exit_2(tmp_path, cifar_archive):
+    args = ["extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
+            "--backbone", "tests.custom_backbone:raises_in_actor", "--image-size", "32",
+            "--limit", "12", "--shard-size", "12", "--out", tmp_path / "out"]  # fmt: skip
+    result = run_cli(*args, timeout=400)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("cifar-ray: error:")]
+    assert errors == [
+        "cifar-ray: error: backbone factory tests.custom_backbone:raises_in_actor failed: "
+        "ValueError: these weights do not fit this node's model (simulated)"
+    ], result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,285 @@
+"""The scheduling rules against a fake cluster: no Ray, a fake clock, milliseconds per test."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import pytest
+
+from cifar_ray import actor_pool
+from cifar_ray.actor_pool import ElasticPool
+from cifar_ray.errors import UserError
+from cifar_ray.extraction import autoscaler_bundles
+from cifar_ray.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
+from cifar_ray.shards import Shard
+
+START_S, SHARD_S = 2.3, 1.0  # fake seconds: an actor's start-up, one shard on one actor
+
+
+@dataclass(eq=False)
+class FakeActor:
+    id: int
+    node: str
+    gpu: bool
+    fails: str | None = None  # "error", "user", "dies": how its start goes wrong
+    dead: bool = False
+    free_at: float = 0.0  # one device: shards run one after another
+    running: int = 0
+    returned: int = 0  # shards it has handed back
+
+
+@dataclass(eq=False)
+class Ticket:
+    actor: FakeActor
+    done_at: float
+    shard: Shard | None = None  # None: the actor's start
+    outcome: str = "ok"  # "ok", "fail", "die"
+
+
+@dataclass
+class FakeCluster:
+    """A scheduler.Backend: nodes with CPUs or GPUs, actors that start and embed in fake time."""
+
+    nodes_: dict = field(default_factory=lambda: {"n1": {"cpus": 1, "gpus": 0}})
+    requested: int | None = None
+    now: float = 0.0
+    start_fails: dict = field(default_factory=dict)  # node -> "error" | "user" | "dies"
+    shard_fails: set = field(default_factory=set)  # shard keys that always raise
+    shard_dies: set = field(default_factory=set)  # shard keys whose actor dies, first time only
+    actors: list = field(default_factory=list)
+    submitted: list = field(default_factory=list)  # (actor, shard, when)
+    tickets: list = field(default_factory=list)
+    violations: list = field(default_factory=list)
+    _ids: itertools.count = field(default_factory=itertools.count)
+
+    def clock(self) -> float:
+        return self.now
+
+    def shape(self) -> PoolShape:
+        cpus = sum(n["cpus"] for n in self.nodes_.values())
+        gpus = sum(n["gpus"] for n in self.nodes_.values())
+        cpu_nodes = sum(1 for n in self.nodes_.values() if n["cpus"])
+        return shape_for(cpus, gpus, cpu_nodes, self.requested, 1.0)
+
+    def nodes(self, gpu: bool) -> list[str]:
+        return [k for k, n in self.nodes_.items() if n["gpus" if gpu else "cpus"]]
+
+    def start(self, node_id, shape):
+        node = node_id or min(self.nodes(shape.gpu), key=self._load)
+        actor = FakeActor(next(self._ids), node, shape.gpu, self.start_fails.get(node))
+        self.actors.append(actor)
+        ticket = Ticket(actor, self.now + START_S)
+        self.tickets.append(ticket)
+        return actor, ticket
+
+    def _load(self, node: str) -> int:
+        return sum(1 for a in self.actors if a.node == node and not a.dead)
+
+    def submit(self, actor, shard):
+        if actor.returned == 0 and actor.running:
+            self.violations.append(f"actor {actor.id} got a second shard before its first")
+        actor.running += 1
+        actor.free_at = max(self.now, actor.free_at) + SHARD_S
+        outcome = "ok"
+        if shard.key in self.shard_fails:
+            outcome = "fail"
+        elif shard.key in self.shard_dies:
+            self.shard_dies.discard(shard.key)
+            outcome = "die"
+        ticket = Ticket(actor, actor.free_at, shard, outcome)
+        self.tickets.append(ticket)
+        self.submitted.append((actor, shard, self.now))
+        return ticket
+
+    def wait(self, tickets, timeout):
+        if self.now > 3600:  # the old pool retried failed starts for ever: fail, not hang
+            raise AssertionError("the job ran for an hour of fake time")
+        done = [t for t in tickets if t.done_at <= self.now]
+        if not done:
+            pending = [t.done_at for t in tickets]
+            self.now = min([*pending, self.now + timeout]) if pending else self.now + timeout
+            done = [t for t in tickets if t.done_at <= self.now]
+        return done
+
+    def result(self, ticket):
+        actor = ticket.actor
+        if ticket.shard is None:
+            if actor.dead or actor.fails == "dies":
+                actor.dead = True
+                raise ActorDied("The actor died unexpectedly before finishing this task.")
+            if actor.fails:
+                where = {"node_id": actor.node, "node_ip": f"ip-{actor.node}", "gpus": 0.0}
+                return {"error": "RuntimeError: boom", "user_error": actor.fails == "user", **where}
+            return {"error": None, "user_error": False, "digest": "d", "node_id": actor.node,
+                    "node_ip": f"ip-{actor.node}", "gpus": float(actor.gpu)}  # fmt: skip
+        actor.running -= 1
+        if actor.dead or ticket.outcome == "die":
+            self._die(actor)
+            raise ActorDied("worker process exited")
+        if ticket.outcome == "fail":
+            raise TaskFailed(f"injected failure for shard {ticket.shard.key}")
+        actor.returned += 1
+        return (ticket.shard.key, actor.node, actor.id)
+
+    def _die(self, actor) -> None:
+        actor.dead = True
+        for t in self.tickets:  # what it still had in flight fails now
+            if t.actor is actor and t.done_at > self.now:
+                t.done_at, t.outcome = self.now, "die"
+
+    def kill(self, actor) -> None:
+        if not actor.dead:
+            self._die(actor)
+
+
+def _shards(n: int, split: str = "train") -> list[Shard]:
+    return [Shard(split, i, i * 10, (i + 1) * 10) for i in range(n)]
+
+
+def _run(cluster: FakeCluster, todo: list[Shard], **kw):
+    pool = ElasticPool(cluster, clock=cluster.clock)
+    scheduler = Scheduler(pool, cluster, clock=cluster.clock, **kw)
+    results = scheduler.run(todo)
+    pool.shutdown()
+    return pool, results
+
+
+def _keys(results) -> list[str]:
+    return sorted(r[0] for r in results.records)
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+class FairCluster(FakeCluster):
+    """Checks the tail rule on every wait: no actor sits on a queued shard while another is idle."""
+
+    scheduler = None
+
+    def wait(self, tickets, timeout):
+        if self.scheduler and not self.scheduler.queue:
+            busy = [a.running for a in self.scheduler.pool.ready]
+            if busy and max(busy) >= 2 and min(busy) == 0:
+                self.violations.append(f"at {self.now}: in flight per actor {busy}")
+        return super().wait(tickets, timeout)
+
+
+def test_first_shard_alone_and_no_actor_holds_two_while_another_has_none():
+    cluster = FairCluster(nodes_={"n1": {"cpus": 1, "gpus": 0}, "n2": {"cpus": 1, "gpus": 0}})
+    pool = ElasticPool(cluster, clock=cluster.clock)
+    scheduler = Scheduler(pool, cluster, clock=cluster.clock, in_flight=2)
+    cluster.scheduler = scheduler
+    results = scheduler.run(_shards(9))
+    assert _keys(results) == sorted(s.key for s in _shards(9)) and not results.failed
+    assert not cluster.violations, cluster.violations
+    per_actor = {a.id: a.returned for a in cluster.actors}
+    assert sorted(per_actor.values()) in ([4, 5], [5, 4]), per_actor  # shared evenly
+    assert {a.node for a in cluster.actors} == {"n1", "n2"}  # one per node, by affinity
+
+
+def test_failing_shard_is_retried_up_to_max_then_named():
+    cluster = FakeCluster(shard_fails={"train-00001"})
+    _, results = _run(cluster, _shards(3), max_retries=2)
+    assert results.failed == {"train-00001": "injected failure for shard train-00001"}
+    assert _keys(results) == ["train-00000", "train-00002"]
+    assert [s.key for _, s, _ in cluster.submitted].count("train-00001") == 3  # 1 + 2 retries
+
+
+def test_dead_actor_is_replaced_and_its_shard_retried():
+    cluster = FakeCluster(shard_dies={"train-00002"})
+    pool, results = _run(cluster, _shards(5))
+    assert _keys(results) == sorted(s.key for s in _shards(5)) and not results.failed
+    assert pool.replaced == 1 and len(cluster.actors) == 2
+    first, second = cluster.actors
+    assert first.dead and ("train-00002", "n1", second.id) in results.records
+
+
+# --- start failures ----------------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["error", "dies"])
+def test_actors_that_cannot_start_end_the_job_with_every_shard_named(how):
+    cluster = FakeCluster(start_fails={"n1": how})
+    _, results = _run(cluster, _shards(4))
+    assert len(cluster.actors) == actor_pool.MAX_START_FAILURES  # then it stops trying
+    assert not results.records and sorted(results.failed) == [s.key for s in _shards(4)]
+    reason = set(results.failed.values())
+    expected = (
+        "no actor could start: RuntimeError: boom (node ip-n1)"
+        if how == "error"
+        else "no actor could start: its process died: The actor died unexpectedly before "
+        "finishing this task. (node n1)"
+    )
+    assert reason == {expected}
+    assert all(a.dead for a in cluster.actors)
+
+
+def test_a_user_error_in_the_actor_is_a_user_error():
+    cluster = FakeCluster(start_fails={"n1": "user"})
+    with pytest.raises(UserError, match="boom"):
+        _run(cluster, _shards(2))
+
+
+def test_a_node_where_actors_cannot_start_is_left_out_while_others_work():
+    cluster = FakeCluster(
+        nodes_={"good": {"cpus": 1, "gpus": 0}, "bad": {"cpus": 1, "gpus": 0}},
+        start_fails={"bad": "error"},
+    )
+    pool, results = _run(cluster, _shards(40))  # 20+ fake seconds: several resizes
+    assert _keys(results) == sorted(s.key for s in _shards(40)) and not results.failed
+    assert [a.node for a in cluster.actors].count("bad") == 1  # no second try on that node
+    assert pool.bad_nodes == {"bad"}
+    assert {r[1] for r in results.records} == {"good"}
+
+
+# --- following the cluster ---------------------------------------------------------------------
+@dataclass
+class GrowingCluster(FakeCluster):
+    """After `at` fake seconds, the node `joins` names joins."""
+
+    at: float = 6.0
+    joins: tuple = ("n2", {"cpus": 1, "gpus": 0})
+
+    def wait(self, tickets, timeout):
+        done = super().wait(tickets, timeout)
+        if self.now >= self.at and self.joins[0] not in self.nodes_:
+            self.nodes_[self.joins[0]] = self.joins[1]
+        return done
+
+
+def test_a_node_that_joins_gets_an_actor_that_takes_shards():
+    cluster = GrowingCluster()
+    _, results = _run(cluster, _shards(30))
+    assert _keys(results) == sorted(s.key for s in _shards(30)) and not results.failed
+    assert [a.node for a in cluster.actors] == ["n1", "n2"]  # by affinity to the newcomer
+    assert {r[1] for r in results.records} == {"n1", "n2"}
+    newcomer = cluster.actors[1]
+    up = next(t.done_at for t in cluster.tickets if t.actor is newcomer and t.shard is None)
+    first = min(when for a, _, when in cluster.submitted if a is newcomer)
+    assert first == up  # woken by the actor coming up, not by the next shard of another
+
+
+def test_gpu_node_that_joins_gets_a_gpu_actor_and_the_cpu_actor_retires():
+    cluster = GrowingCluster(joins=("g1", {"cpus": 1, "gpus": 1}))
+    pool, results = _run(cluster, _shards(30))
+    assert _keys(results) == sorted(s.key for s in _shards(30)) and not results.failed
+    cpu, gpu = cluster.actors
+    assert (cpu.node, cpu.gpu, gpu.node, gpu.gpu) == ("n1", False, "g1", True)
+    assert pool.retired == 1 and cpu.dead
+    gpu_up = min(t.done_at for t in cluster.tickets if t.actor is gpu and t.shard is None)
+    late = [s for a, s, when in cluster.submitted if a is cpu and when >= gpu_up]
+    cpu_after = [t for t in cluster.tickets if t.actor is cpu and t.shard and t.done_at > gpu_up]
+    assert not late and len(cpu_after) <= 2  # only what it had in flight, then nothing new
+    assert {r[1] for r in results.records} == {"n1", "g1"}  # the GPU actor did the rest
+    assert {p["gpus"] for p in pool.started} == {0.0, 1.0}
+
+
+def test_shape_follows_the_cluster():
+    assert shape_for(2, 0, 1, None, 1.0) == PoolShape(1, 1.0, 0.0, 2)
+    assert shape_for(2, 0, 1, 2, 1.0).num_cpus == 0.5  # two actors on 2 cores leave the driver
+    assert shape_for(9, 2, 3, None, 1.0) == PoolShape(2, 1.0, 1.0, 4)
+    assert shape_for(9, 2, 3, None, 0.5).actors == 4
+
+
+def test_autoscaler_is_asked_for_gpu_actors_only_with_actors_on_a_cluster():
+    assert autoscaler_bundles(3, 1.0, local=False) == [{"CPU": 1.0, "GPU": 1.0}] * 3
+    assert autoscaler_bundles(2, 0.5, local=False) == [{"CPU": 1.0, "GPU": 0.5}] * 2
+    assert autoscaler_bundles(3, 1.0, local=True) == []
+    assert autoscaler_bundles(None, 1.0, local=False) == []
