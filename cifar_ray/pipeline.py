@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class ExtractionPlan:
     shards: list[Shard]
     todo: list[Shard]
     temporaries_removed: int = 0
+    strays_removed: int = 0
 
     @property
     def skipped(self) -> int:
@@ -64,6 +66,7 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     loc = Location(cfg.out)
     store = FeatureStore(loc, backbone.name)
     dataset = dataset or cifar.load(cfg.data_dir, cfg.limit)
+    sizes = {k: len(v) for k, v in dataset.splits.items()}
     fields = fingerprint.build(
         dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
         backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed, backbone),
@@ -71,16 +74,22 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     )  # fmt: skip
     fid = fingerprint.fingerprint_id(fields)
     _check_fingerprint(store, fields, fid, cfg.overwrite)
-    n = sum(len(s) for s in dataset.splits.values())
+    n = sum(sizes.values())
     storage.check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
     removed = storage.remove_temporaries(loc, store.dir)
-    shards = plan({k: len(v) for k, v in dataset.splits.items()}, cfg.shard_size)
+    shards = plan(sizes, cfg.shard_size)
+    strays = store.remove_strays(shards)  # no attempt runs yet: losers of earlier runs go
+    if strays:
+        log.warning("removed %d stray files (uncommitted attempts, shards outside the plan)",
+                    len(strays))  # fmt: skip
     todo = [s for s in shards if _needs_work(store, s, fid)]
     spec = EmbedderSpec(
         backbone.name if ":" not in cfg.backbone else cfg.backbone, size, cfg.weights, cfg.seed,
         cfg.batch_size, precision=cfg.precision, xla=cfg.xla,
     )  # fmt: skip
-    return ExtractionPlan(cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed)
+    return ExtractionPlan(
+        cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed, len(strays)
+    )
 
 
 def _check_model(cfg: ExtractConfig, size: int) -> None:
@@ -152,12 +161,18 @@ def execute(
                 claimed.append(True)
             on_shard(record)
 
-        outcome = extraction.run(
-            p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
-            actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
-            in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
-            pixels=pixels,
-        )  # fmt: skip
+        try:
+            outcome = extraction.run(
+                p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
+                actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
+                in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
+                pixels=pixels,
+            )  # fmt: skip
+        except BaseException:  # interrupted or failed: still leave only the result behind
+            with contextlib.suppress(Exception):
+                _clean(p)
+            raise
+        _clean(p)
     seconds = time.perf_counter() - started
     images = sum(r.rows for r in outcome.records) if outcome else 0
     summary = ExtractionSummary(
@@ -172,6 +187,13 @@ def execute(
     write_manifest(p, summary)
     write_preview(p)
     return summary
+
+
+def _clean(p: ExtractionPlan) -> None:
+    """After the pool is shut down no attempt runs: the data of attempts that lost a race or
+    never committed goes, so the split folders hold exactly the result's rows."""
+    storage.remove_temporaries(p.store.loc, p.store.dir)
+    p.store.remove_strays(p.shards)
 
 
 def _steady_rate(images: int, outcome) -> float:
