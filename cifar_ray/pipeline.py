@@ -70,10 +70,9 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     fields = fingerprint.build(
         dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
         backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed, backbone),
-        image_size=size, precision=cfg.precision, xla=cfg.xla,
+        image_size=size, precision=cfg.precision, xla=cfg.xla, split_sizes=sizes,
     )  # fmt: skip
-    fid = fingerprint.fingerprint_id(fields)
-    _check_fingerprint(store, fields, fid, cfg.overwrite)
+    fields, fid = _check_fingerprint(store, fields, cfg.overwrite)
     n = sum(sizes.values())
     storage.check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
     removed = storage.remove_temporaries(loc, store.dir)
@@ -112,18 +111,35 @@ def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
     return problem is not None
 
 
-def _check_fingerprint(store: FeatureStore, fields: dict, fid: str, overwrite: bool) -> None:
+def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tuple[dict, str]:
+    """The fingerprint this run writes under: the store's own, or a refusal, or (with
+    --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
+    before anything is deleted."""
+    fid = fingerprint.fingerprint_id(fields)
     existing = store.read_json("fingerprint.json")
     if existing is None or existing.get("id") == fid:
-        return
+        return fields, fid
+    legacy = _legacy(store, existing, fields)
+    if legacy:
+        return legacy, existing["id"]
     if overwrite:
         storage.delete_dir(store.loc, store.dir)
-        return
+        return fields, fid
     differs = sorted(k for k in fields if existing.get(k) != fields[k])
     raise UserError(
         f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
         "use --overwrite to replace them or another --out"
     )
+
+
+def _legacy(store: FeatureStore, existing: dict, fields: dict) -> dict | None:
+    """A store made before split sizes were in the fingerprint, with these settings and
+    (by its manifest) these split sizes: it resumes under its own fingerprint."""
+    old = {k: v for k, v in fields.items() if k != "split_sizes"}
+    if "split_sizes" in existing or existing.get("id") != fingerprint.fingerprint_id(old):
+        return None
+    manifest = store.read_json("manifest.json") or {}
+    return old if manifest.get("split_sizes") == fields["split_sizes"] else None
 
 
 @dataclass
