@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cifar_ray.config import DEFAULT_OUT, ExtractConfig, TrainConfig, parse_image_sizes
-from cifar_ray.errors import ExtractionFailed, UserError
+from cifar_ray.errors import ExtractionFailed, StorageError, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -271,6 +271,9 @@ def main() -> None:
         sys.exit(EXIT_USER_ERROR)
     except ExtractionFailed as exc:
         print(f"cifar-ray: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except StorageError as exc:  # storage failed us: not the user's input, nothing replaced
+        print(f"cifar-ray: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:  # a signal outside typer's own handling
         code = EXIT_INTERRUPTED

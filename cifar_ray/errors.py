@@ -5,6 +5,12 @@ class UserError(Exception):
     """Bad input or a refused operation; the message names the thing and what is wrong."""
 
 
+class StorageError(Exception):
+    """Storage answered with something other than "not found" (denied, throttled, timed out,
+    not a file): nothing may be concluded from it, so the command stops (exit 1) before it
+    overwrites anything. The message is one line naming the path and the reason."""
+
+
 class ExtractionFailed(Exception):
     """Some shards could not be computed after all retries; the others were published."""
 

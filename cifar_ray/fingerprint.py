@@ -103,9 +103,12 @@ def build(
     image_size: int,
     precision: str = "float32",
     xla: bool = False,
+    split_sizes: dict[str, int] | None = None,
 ) -> dict:
+    """`split_sizes` (images per split, i.e. --limit) decides which rows make the result:
+    a store holds one result, so a different size is a different store."""
     libs = versions()
-    return {
+    fields = {
         "dataset": dataset,
         "dataset_sha256": dataset_sha256,
         "shard_size": shard_size,
@@ -119,6 +122,9 @@ def build(
         "xla": xla,
         "versions": {k: libs[k] for k in NUMERIC_LIBRARIES},
     }
+    if split_sizes is not None:
+        fields["split_sizes"] = dict(split_sizes)
+    return fields
 
 
 def fingerprint_id(fields: dict) -> str:

@@ -21,7 +21,8 @@ def stores(loc: Location) -> list[str]:
 
 
 def check(store: FeatureStore) -> tuple[dict, list[str]]:
-    """(counts, problems) for one backbone's store."""
+    """(counts, problems) for one backbone's store; counts["strays"] lists the files that
+    are not part of the result (see `FeatureStore.strays`)."""
     manifest = store.read_json("manifest.json")
     if manifest is None:
         return {}, ["no manifest.json: extraction never got past planning"]
@@ -44,6 +45,7 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
         "rows": sum(s.rows for s in shards),
         "dim": next(iter(dims), 0),
         "fingerprint": fid,
+        "strays": store.strays(shards),
     }
     return counts, problems
 
@@ -58,6 +60,15 @@ def inspect(out: str) -> bool:
         counts, problems = check(FeatureStore(loc, name))
         ok &= not problems
         status = "ok" if not problems else f"{len(problems)} bad"
+        # Strays do not make a store bad (training reads only what records name), but a
+        # reader of a split folder as a Parquet dataset would see their rows: say so.
+        for path in counts.get("strays", []):
+            progress.console.print(
+                f"[yellow]{name}[/yellow] stray file, not part of the result "
+                f"(the next extract removes it): {path}"
+            )
+        if counts.get("strays"):
+            status += f", {len(counts['strays'])} stray"
         rows.append(
             [name, *(counts.get(k) for k in ("shards", "rows", "dim", "fingerprint")), status]
         )

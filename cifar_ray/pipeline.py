@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class ExtractionPlan:
     shards: list[Shard]
     todo: list[Shard]
     temporaries_removed: int = 0
+    strays_removed: int = 0
 
     @property
     def skipped(self) -> int:
@@ -64,23 +66,29 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     loc = Location(cfg.out)
     store = FeatureStore(loc, backbone.name)
     dataset = dataset or cifar.load(cfg.data_dir, cfg.limit)
+    sizes = {k: len(v) for k, v in dataset.splits.items()}
     fields = fingerprint.build(
         dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
         backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed, backbone),
-        image_size=size, precision=cfg.precision, xla=cfg.xla,
+        image_size=size, precision=cfg.precision, xla=cfg.xla, split_sizes=sizes,
     )  # fmt: skip
-    fid = fingerprint.fingerprint_id(fields)
-    _check_fingerprint(store, fields, fid, cfg.overwrite)
-    n = sum(len(s) for s in dataset.splits.values())
+    fields, fid = _check_fingerprint(store, fields, cfg.overwrite)
+    n = sum(sizes.values())
     storage.check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
     removed = storage.remove_temporaries(loc, store.dir)
-    shards = plan({k: len(v) for k, v in dataset.splits.items()}, cfg.shard_size)
+    shards = plan(sizes, cfg.shard_size)
+    strays = store.remove_strays(shards)  # no attempt runs yet: losers of earlier runs go
+    if strays:
+        log.warning("removed %d stray files (uncommitted attempts, shards outside the plan)",
+                    len(strays))  # fmt: skip
     todo = [s for s in shards if _needs_work(store, s, fid)]
     spec = EmbedderSpec(
         backbone.name if ":" not in cfg.backbone else cfg.backbone, size, cfg.weights, cfg.seed,
         cfg.batch_size, precision=cfg.precision, xla=cfg.xla,
     )  # fmt: skip
-    return ExtractionPlan(cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed)
+    return ExtractionPlan(
+        cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed, len(strays)
+    )
 
 
 def _check_model(cfg: ExtractConfig, size: int) -> None:
@@ -103,18 +111,35 @@ def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
     return problem is not None
 
 
-def _check_fingerprint(store: FeatureStore, fields: dict, fid: str, overwrite: bool) -> None:
+def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tuple[dict, str]:
+    """The fingerprint this run writes under: the store's own, or a refusal, or (with
+    --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
+    before anything is deleted."""
+    fid = fingerprint.fingerprint_id(fields)
     existing = store.read_json("fingerprint.json")
     if existing is None or existing.get("id") == fid:
-        return
+        return fields, fid
+    legacy = _legacy(store, existing, fields)
+    if legacy:
+        return legacy, existing["id"]
     if overwrite:
         storage.delete_dir(store.loc, store.dir)
-        return
+        return fields, fid
     differs = sorted(k for k in fields if existing.get(k) != fields[k])
     raise UserError(
         f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
         "use --overwrite to replace them or another --out"
     )
+
+
+def _legacy(store: FeatureStore, existing: dict, fields: dict) -> dict | None:
+    """A store made before split sizes were in the fingerprint, with these settings and
+    (by its manifest) these split sizes: it resumes under its own fingerprint."""
+    old = {k: v for k, v in fields.items() if k != "split_sizes"}
+    if "split_sizes" in existing or existing.get("id") != fingerprint.fingerprint_id(old):
+        return None
+    manifest = store.read_json("manifest.json") or {}
+    return old if manifest.get("split_sizes") == fields["split_sizes"] else None
 
 
 @dataclass
@@ -152,12 +177,18 @@ def execute(
                 claimed.append(True)
             on_shard(record)
 
-        outcome = extraction.run(
-            p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
-            actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
-            in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
-            pixels=pixels,
-        )  # fmt: skip
+        try:
+            outcome = extraction.run(
+                p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
+                actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
+                in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
+                pixels=pixels,
+            )  # fmt: skip
+        except BaseException:  # interrupted or failed: still leave only the result behind
+            with contextlib.suppress(Exception):
+                _clean(p)
+            raise
+        _clean(p)
     seconds = time.perf_counter() - started
     images = sum(r.rows for r in outcome.records) if outcome else 0
     summary = ExtractionSummary(
@@ -172,6 +203,13 @@ def execute(
     write_manifest(p, summary)
     write_preview(p)
     return summary
+
+
+def _clean(p: ExtractionPlan) -> None:
+    """After the pool is shut down no attempt runs: the data of attempts that lost a race or
+    never committed goes, so the split folders hold exactly the result's rows."""
+    storage.remove_temporaries(p.store.loc, p.store.dir)
+    p.store.remove_strays(p.shards)
 
 
 def _steady_rate(images: int, outcome) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from cifar_ray.errors import UserError
+from cifar_ray.errors import StorageError, UserError
 
 TMP_MARK = ".tmp-"
 
@@ -76,16 +77,49 @@ def put_atomic(loc: Location, path: str, data: bytes) -> None:
 
 
 def get_bytes(loc: Location, path: str) -> bytes | None:
+    """The file's bytes, or None when it does not exist. Only "not found" means absent: a
+    denied, throttled or timed-out read taken for "no file" would let a run replace a store
+    it could not see, so any other failure raises StorageError."""
     try:
         with loc.fs.open_input_stream(path) as f:
             return f.read()
-    except (FileNotFoundError, OSError):
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        # pyarrow reports a missing S3 key as a plain OSError on some versions: ask again,
+        # in a way whose answer is a type, not a message.
+        if _info(loc, path).type == pafs.FileType.NotFound:
+            return None
+        raise storage_error(path, exc) from None
+
+
+def _info(loc: Location, path: str) -> pafs.FileInfo:
+    try:
+        return loc.fs.get_file_info(path)
+    except OSError as exc:
+        raise storage_error(path, exc) from None
+
+
+def storage_error(path: str, exc: BaseException) -> StorageError:
+    """One line: the path and what storage said."""
+    reason = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
+    reason = " ".join(reason.split())[:300]
+    return StorageError(f"cannot read {path}: {reason}")
 
 
 def list_files(loc: Location, folder: str) -> list[str]:
     selector = pafs.FileSelector(folder, allow_not_found=True, recursive=True)
-    return [i.path for i in loc.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+    try:
+        infos = loc.fs.get_file_info(selector)
+    except OSError as exc:
+        raise storage_error(folder, exc) from None
+    return [i.path for i in infos if i.type == pafs.FileType.File]
+
+
+def delete_file(loc: Location, path: str) -> None:
+    """Delete one file; one already gone is fine (another cleanup got there first)."""
+    with contextlib.suppress(FileNotFoundError):
+        loc.fs.delete_file(path)
 
 
 def remove_temporaries(loc: Location, folder: str) -> int:

@@ -1,10 +1,23 @@
-"""The feature store: one Parquet file per shard, a sidecar record per shard, a manifest."""
+"""The feature store: one Parquet file per shard, a sidecar record per shard, a manifest.
+
+Publishing follows the output-commit protocol of Spark and Hadoop. Each attempt at a shard
+writes its data under a name of its own (`<split>/part-00003-<attempt>.parquet`); then it
+writes the shard's record, the commit point, which names that file and its sha256. The
+record is written atomically (a rename on local disk, one object on S3) and the last one
+wins, so two attempts at one shard (Ray retries a call whose actor may still be running it)
+can interleave in any order and the record still certifies the bytes of the file it names.
+Data files that no record names are strays: `remove_strays` deletes them when no attempt is
+running, at the start and at the end of a run.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import logging
+import re
+import uuid
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -16,7 +29,13 @@ from cifar_ray.errors import UserError
 from cifar_ray.shards import Shard
 from cifar_ray.storage import Location
 
+log = logging.getLogger(__name__)
+
 META_KEY = b"cifar_ray"
+RECORDS = "_shards"
+TOP_FILES = ("fingerprint.json", "manifest.json")
+# What a record may name: the shard's own file, with an attempt id or (older stores) without.
+DATA_FILE = re.compile(r"part-(\d{5})(?:-([0-9a-f]{1,32}))?\.parquet")
 
 
 def schema(dim: int, metadata: dict | None = None) -> pa.Schema:
@@ -44,10 +63,21 @@ class ShardRecord:
     node_id: str = ""
     seconds: float = 0.0  # embedding time of this shard on its actor
     worker_peak_rss_mb: int = 0  # the actor's peak resident memory so far
+    file: str = ""  # the data file this record certifies; "" (older stores): part-NNNNN.parquet
 
     @property
     def key(self) -> str:
         return f"{self.split}-{self.index:05d}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt's data file, written under its own name and not yet committed."""
+
+    shard: Shard
+    file: str
+    sha256: str
+    fingerprint: str
 
 
 class FeatureStore:
@@ -58,24 +88,45 @@ class FeatureStore:
         self.backbone = backbone
         self.dir = loc.path("features", backbone)
 
+    def file_path(self, shard: Shard, file: str = "") -> str:
+        """Where a data file of this shard lives; "" is the fixed name older stores used."""
+        return f"{self.dir}/{shard.split}/{file or shard.file_name}"
+
     def data_path(self, shard: Shard) -> str:
-        return f"{self.dir}/{shard.split}/{shard.file_name}"
+        """The file the shard's record names: the only data file a reader may trust."""
+        record = self.record(shard)
+        if record is None:
+            raise UserError(f"{self.record_path(shard)}: no record; run `cifar-ray extract`")
+        return self.file_path(shard, record.file)
 
     def record_path(self, shard: Shard) -> str:
-        return f"{self.dir}/_shards/{shard.key}.json"
+        return f"{self.dir}/{RECORDS}/{shard.key}.json"
 
     # --- writing -------------------------------------------------------------------------
     def publish(
         self, shard: Shard, labels: np.ndarray, features: np.ndarray, metadata: dict, **extra
     ) -> ShardRecord:
-        """Data first, record last; both names are fixed, so a repeated call is harmless."""
+        """Data first, record last. Repeating it, even while an earlier call still runs,
+        is harmless: each call writes its own data file and the last record wins."""
+        return self.commit(self.write_data(shard, labels, features, metadata), **extra)
+
+    def write_data(
+        self, shard: Shard, labels: np.ndarray, features: np.ndarray, metadata: dict
+    ) -> Attempt:
+        """Step 1: the data, under a name no other attempt uses. Nothing reads it yet."""
         if features.shape[0] != shard.rows or labels.shape[0] != shard.rows:
             raise ValueError(f"{shard.key}: expected {shard.rows} rows, got {features.shape[0]}")
         data = encode(np.arange(shard.start, shard.stop), labels, features, metadata)
-        storage.put_atomic(self.loc, self.data_path(shard), data)
+        file = f"part-{shard.index:05d}-{uuid.uuid4().hex[:16]}.parquet"
+        storage.put_atomic(self.loc, self.file_path(shard, file), data)
+        return Attempt(shard, file, hashlib.sha256(data).hexdigest(), metadata["fingerprint"])
+
+    def commit(self, attempt: Attempt, **extra) -> ShardRecord:
+        """Step 2, the commit point: one atomic write of the record that names the file."""
+        shard = attempt.shard
         record = ShardRecord(
-            shard.split, shard.index, shard.rows, shard.start, shard.stop,
-            hashlib.sha256(data).hexdigest(), metadata["fingerprint"], **extra,
+            shard.split, shard.index, shard.rows, shard.start, shard.stop, attempt.sha256,
+            attempt.fingerprint, **extra, file=attempt.file,
         )  # fmt: skip
         body = json.dumps(asdict(record), indent=1).encode()
         storage.put_atomic(self.loc, self.record_path(shard), body)
@@ -106,7 +157,9 @@ class FeatureStore:
             return "other fingerprint"
         if (record.rows, record.id_start, record.id_stop) != (shard.rows, shard.start, shard.stop):
             return f"wrong rows ({record.rows}, expected {shard.rows})"
-        data = storage.get_bytes(self.loc, self.data_path(shard))
+        if not _names_own_file(record, shard):
+            return f"record names another shard's file ({record.file})"
+        data = storage.get_bytes(self.loc, self.file_path(shard, record.file))
         if data is None:
             return "data file missing"
         if hashlib.sha256(data).hexdigest() != record.sha256:
@@ -120,6 +173,36 @@ class FeatureStore:
     def dim(self, shard: Shard) -> int:
         schema_ = pq.read_schema(self.data_path(shard), filesystem=self.loc.fs)
         return schema_.field("features").type.list_size
+
+    def strays(self, shards: list[Shard]) -> list[str]:
+        """Files under this store that are not part of the result of `shards`: data files no
+        record names (attempts that lost, or never committed) and records, with their files,
+        of shards outside the plan. Readers of a split folder as a Parquet dataset would get
+        their rows; hidden names (temporaries, `_shards`) are skipped by those readers."""
+        planned = {self.record_path(s) for s in shards}
+        named = {self.file_path(s, r.file) for s in shards if (r := self.record(s))}
+        records, data = [], []
+        for path in storage.list_files(self.loc, self.dir):
+            rel = path[len(self.dir) + 1 :]
+            if rel in TOP_FILES or storage.TMP_MARK in rel.rpartition("/")[2]:
+                continue
+            if rel.startswith(f"{RECORDS}/"):
+                if path not in planned:
+                    records.append(path)
+            elif path not in named:
+                data.append(path)
+        return sorted(records) + sorted(data)  # records first: see remove_strays
+
+    def remove_strays(self, shards: list[Shard]) -> list[str]:
+        """Delete `strays`. Call it only while no attempt runs: a data file written but not
+        yet committed is a stray too. Records go first, so a crash midway never leaves a
+        record whose file is gone."""
+        stray = self.strays(shards)
+        for path in stray:
+            storage.delete_file(self.loc, path)
+        if stray:
+            log.info("removed %d stray files under %s", len(stray), self.dir)
+        return stray
 
     def read_labels(self, shards: list[Shard]) -> np.ndarray:
         """One split's labels in id order; the label column alone, so it costs little."""
@@ -167,6 +250,12 @@ def encode(ids: np.ndarray, labels: np.ndarray, features: np.ndarray, metadata: 
         write_statistics=False,
     )  # fmt: skip
     return sink.getvalue()
+
+
+def _names_own_file(record: ShardRecord, shard: Shard) -> bool:
+    """A record may name only this shard's data file, never a path elsewhere."""
+    match = DATA_FILE.fullmatch(record.file or shard.file_name)
+    return bool(match) and int(match.group(1)) == shard.index
 
 
 def metadata_of(loc: Location, path: str) -> dict:

@@ -49,6 +49,15 @@ def _wait_for(predicate, proc, timeout=240.0):
     raise AssertionError("timed out")
 
 
+def _data_file(out: Path, key: str) -> Path:
+    """The file the shard's record names (each attempt writes its own)."""
+    return _store(out) / key.split("-")[0] / json.loads(_record(out, key).read_text())["file"]
+
+
+def _record(out: Path, key: str) -> Path:
+    return _store(out) / "_shards" / f"{key}.json"
+
+
 def _last_run(out: Path) -> dict:
     return json.loads((_store(out) / "manifest.json").read_text())["last_run"]
 
@@ -108,13 +117,12 @@ def test_sigint_stops_cleanly_and_rerun_resumes(tmp_path, cifar_archive):
 
     done = {p.stem: p for p in _records(out)}
     assert 1 <= len(done) < 8
-    stamps = {k: (_store(out) / k.split("-")[0] / f"part-{k.split('-')[1]}.parquet").stat()
-              for k in done}  # fmt: skip
+    stamps = {k: _data_file(out, k).stat() for k in done}
     again = run_cli(*_args(cifar_archive, out))
     assert again.returncode == 0, again.stderr[-3000:]
     assert _last_run(out)["skipped"] == len(done)
     for key, before in stamps.items():
-        after = (_store(out) / key.split("-")[0] / f"part-{key.split('-')[1]}.parquet").stat()
+        after = _data_file(out, key).stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), key
     _assert_exactly_once(out)
     _assert_equals_direct_embedding(out, cifar_archive)
@@ -159,7 +167,7 @@ def test_truncated_shard_is_reported_then_only_it_is_recomputed(tmp_path, cifar_
     assert first.returncode == 0, first.stderr[-3000:]
     assert run_cli("inspect", out).returncode == 0
 
-    victim = _store(out) / "test" / "part-00002.parquet"
+    victim = _data_file(out, "test-00002")
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     report = run_cli("inspect", out)
     assert report.returncode == 1 and "test-00002" in report.stderr

@@ -36,7 +36,7 @@ def test_two_backbones_resume_per_backbone_and_compare(tmp_path, cifar_archive):
     ) == (0, 4)
     assert _last_run(out, "mobilenetv2")["computed"] == 4
     dims = {
-        name: pq.read_schema(out / f"features/{name}/train/part-00000.parquet")
+        name: pq.read_schema(next((out / f"features/{name}/train").glob("part-00000-*")))
         .field("features").type.list_size
         for name in ("inceptionv3", "mobilenetv2")
     }  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,38 +10,18 @@ import pytest
 from cifar_ray import cifar, latents
 from cifar_ray.storage import Location
 from tests.conftest import run_cli
+from tests.moto_s3 import moto_server
 
 pytestmark = pytest.mark.ray
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def s3_env(monkeypatch):
     """moto's server in this process, stopped afterwards; the env points pyarrow and boto at it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    try:
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="feats")
+    with moto_server() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
         yield env
-    finally:
-        server.stop()
 
 
 def test_extract_to_s3_resume_and_read_back(s3_env, cifar_archive):

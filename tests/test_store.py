@@ -24,7 +24,8 @@ def _publish(tmp_path, shard, dim=4):
 def test_published_file_has_the_schema_and_metadata(tmp_path):
     shard = Shard("train", 2, 20, 30)
     store, record, _ = _publish(tmp_path, shard)
-    path = tmp_path / "features/toy/train/part-00002.parquet"
+    path = tmp_path / "features/toy/train" / record.file
+    assert record.file.startswith("part-00002-") and store.data_path(shard) == str(path)
     table = pq.read_table(path)
     assert table.schema.field("id").type == pa.int64()
     assert table.schema.field("label").type == pa.int64()
@@ -39,20 +40,38 @@ def test_published_file_has_the_schema_and_metadata(tmp_path):
 def test_publish_is_safe_to_repeat(tmp_path):
     shard = Shard("test", 0, 0, 5)
     _, first, _ = _publish(tmp_path, shard)
-    _, second, _ = _publish(tmp_path, shard)
-    assert first.sha256 == second.sha256
-    assert len(list((tmp_path / "features/toy/test").iterdir())) == 1
+    store, second, _ = _publish(tmp_path, shard)
+    assert first.sha256 == second.sha256 and first.file != second.file
+    assert store.problem(shard, "fp1") is None and store.record(shard) == second
+    assert store.remove_strays([shard]) == [str(tmp_path / "features/toy/test" / first.file)]
+    assert [p.name for p in (tmp_path / "features/toy/test").iterdir()] == [second.file]
 
 
 def test_problems_are_detected(tmp_path):
     shard = Shard("train", 0, 0, 8)
-    store, _, _ = _publish(tmp_path, shard)
+    store, record, _ = _publish(tmp_path, shard)
     assert store.problem(shard, "other") == "other fingerprint"
     assert store.problem(Shard("train", 0, 0, 9), "fp1").startswith("wrong rows")
-    path = tmp_path / "features/toy/train/part-00000.parquet"
+    path = tmp_path / "features/toy/train" / record.file
     path.write_bytes(path.read_bytes()[:-40])
     assert store.problem(shard, "fp1") == "checksum mismatch"
     assert store.problem(Shard("train", 1, 8, 16), "fp1") == "missing"
+    path.unlink()
+    assert store.problem(shard, "fp1") == "data file missing"
+
+
+def test_shards_outside_the_plan_are_strays(tmp_path):
+    shards = plan({"train": 30}, 10)
+    records = [_publish(tmp_path, shard)[1] for shard in shards]
+    store = FeatureStore(Location(str(tmp_path)), "toy")
+    (tmp_path / "features/toy/train/notes.parquet").write_bytes(b"not ours")
+    removed = store.remove_strays(shards[:2])  # a smaller plan: shard 2 is not in it
+    names = sorted(p.rpartition("/")[2] for p in removed)
+    assert names == sorted(["notes.parquet", "train-00002.json", records[2].file])
+    assert removed[0].endswith("_shards/train-00002.json")  # the record goes first
+    assert pq.read_table(tmp_path / "features/toy/train").column("id").to_pylist() == list(
+        range(20)
+    )
 
 
 def test_read_split_assembles_in_id_order(tmp_path):
