@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from cifar_ray import cifar, pipeline, progress
+from cifar_ray import progress
 from cifar_ray.config import ExtractConfig, TrainConfig
 from cifar_ray.errors import ExtractionFailed, UserError
+from cifar_ray.extract import job
 from cifar_ray.ray_runtime import ray_session
-from cifar_ray.storage import Location
+from cifar_ray.source import cifar
+from cifar_ray.store.locations import Location
 
 log = logging.getLogger(__name__)
 
@@ -19,19 +21,19 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     names = split_names(cfg.backbone)
     _check_overrides(cfg)
     dataset = cifar.load(cfg.data_dir, cfg.limit)  # read once for every backbone
-    plans = [pipeline.prepare(cfg_for(cfg, name), dataset) for name in names]
+    plans = [job.prepare(cfg_for(cfg, name), dataset) for name in names]
     summaries = []
     if any(p.todo for p in plans):
         with ray_session(local, address, verbose):
             from cifar_ray.cluster import check_out_is_shared
-            from cifar_ray.extraction import ShardPixels
+            from cifar_ray.extract.distributor import ShardPixels
 
             check_out_is_shared(cfg.out)
 
             pixels = ShardPixels(dataset, keep=sum(bool(p.todo) for p in plans) > 1)
             summaries = [_extract_one(p, pixels) for p in plans]
     else:
-        summaries = [pipeline.execute(p) for p in plans]
+        summaries = [job.execute(p) for p in plans]
     _print_summary(summaries)
     failed = {f"{s.backbone}/{k}": v for s in summaries for k, v in s.failed.items()}
     if failed:
@@ -57,7 +59,7 @@ def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
 
 def _check_overrides(cfg: ExtractConfig) -> None:
     """A typo in `name=N` must not be ignored silently; a known but unused name is fine."""
-    from cifar_ray import backbones
+    from cifar_ray.embed import backbones
 
     for name, _ in cfg.image_size_overrides:
         backbones.get(name)
@@ -67,7 +69,7 @@ def _key(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "")
 
 
-def _extract_one(p: pipeline.ExtractionPlan, pixels) -> pipeline.ExtractionSummary:
+def _extract_one(p: job.ExtractionPlan, pixels) -> job.ExtractionSummary:
     if p.temporaries_removed:
         log.warning("removed %d stale temporary files", p.temporaries_removed)
     if p.skipped:
@@ -76,10 +78,10 @@ def _extract_one(p: pipeline.ExtractionPlan, pixels) -> pipeline.ExtractionSumma
         )
     total = sum(s.rows for s in p.todo)
     with progress.image_bar(f"embed {p.backbone.name}", total) as advance:
-        return pipeline.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels)
+        return job.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels)
 
 
-def _print_summary(summaries: list[pipeline.ExtractionSummary]) -> None:
+def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
     rows = [
         [s.backbone, s.shards, s.computed, s.skipped, len(s.failed), s.images, s.seconds,
          s.images_per_s]
@@ -95,16 +97,16 @@ def _print_summary(summaries: list[pipeline.ExtractionSummary]) -> None:
 def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
           write_report: bool = False) -> dict:  # fmt: skip
     """With `write_report`, the cluster job ends where `run` does: OUT/report/."""
-    from cifar_ray import training
+    from cifar_ray.train import runner
 
-    results = training.train_all(cfg, local=local, address=address, verbose=verbose)
+    results = runner.train_all(cfg, local=local, address=address, verbose=verbose)
     if write_report:
         report(cfg.out)
     return results
 
 
 def report(out: str) -> None:
-    from cifar_ray import report as report_mod
+    from cifar_ray.report import writer as report_mod
 
     path = report_mod.write(out)
     rows = report_mod.comparison(report_mod.collect(Location(out)))
@@ -128,13 +130,13 @@ def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | N
 
 
 def inspect(out: str) -> bool:
-    from cifar_ray import inspection
+    from cifar_ray.store import checks
 
-    return inspection.inspect(out)
+    return checks.inspect(out)
 
 
 def list_backbones(files: bool = False) -> None:
-    from cifar_ray import backbones
+    from cifar_ray.embed import backbones
 
     rows = []
     for name in backbones.names():

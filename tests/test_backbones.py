@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from cifar_ray import backbones
-from cifar_ray.embedder import Embedder, EmbedderSpec, _preprocessing_layers, build_model
+from cifar_ray.embed import backbones
+from cifar_ray.embed.embedder import Embedder, EmbedderSpec, _preprocessing_layers, build_model
 from cifar_ray.errors import UserError
 
 BUILT_IN = sorted(backbones._REGISTRY)

@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from cifar_ray import backbones, commands
+from cifar_ray import commands
 from cifar_ray.config import ExtractConfig, parse_image_sizes
+from cifar_ray.embed import backbones
 from cifar_ray.errors import UserError
 from tests.conftest import run_cli
 

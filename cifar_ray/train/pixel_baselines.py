@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cifar_ray import metrics
+from cifar_ray.train import metrics
 
 KIND = "raw-pixel baseline"
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -41,7 +41,7 @@ CANDIDATES: dict[str, Callable] = {"pixel_mlp": _mlp, "pixel_cnn": _cnn}
 
 def build(name: str, n_classes: int, seed: int = 0, learning_rate: float = 1e-3):
     """uint8 (32, 32, 3) in, softmax out; pixels are scaled to [-1, 1] inside the model."""
-    from cifar_ray.tfsetup import configure_tensorflow
+    from cifar_ray.embed.tfsetup import configure_tensorflow
 
     configure_tensorflow()  # a Ray task's own process: GPU memory growth before Keras loads TF
     import keras

@@ -9,8 +9,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from cifar_ray import weights_cache
-from cifar_ray.backbones import Backbone, keras_models_dir
+from cifar_ray.embed import weights_cache
+from cifar_ray.embed.backbones import Backbone, keras_models_dir
 from cifar_ray.errors import UserError
 
 # Libraries whose versions can change feature values (kernels, resize, layer numerics).

@@ -9,13 +9,13 @@ import time
 
 import numpy as np
 
-from cifar_ray import backbones, fingerprint
-from cifar_ray.embedder import Embedder, EmbedderSpec
+from cifar_ray.embed import backbones, fingerprint
+from cifar_ray.embed.embedder import Embedder, EmbedderSpec
+from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import UserError
-from cifar_ray.shards import Shard
-from cifar_ray.storage import Location
-from cifar_ray.store import FeatureStore, ShardRecord
-from cifar_ray.tfsetup import configure_tensorflow
+from cifar_ray.store.features import FeatureStore, ShardRecord
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard
 
 # Test-only fault hooks, read from the environment so they reach Ray workers unchanged.
 FAIL_ENV = "CIFAR_RAY_TEST_FAIL_SHARDS"  # comma-separated shard keys that always raise

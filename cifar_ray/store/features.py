@@ -24,10 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cifar_ray import storage
 from cifar_ray.errors import UserError
-from cifar_ray.shards import Shard
-from cifar_ray.storage import Location
+from cifar_ray.store import locations
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class FeatureStore:
             raise ValueError(f"{shard.key}: expected {shard.rows} rows, got {features.shape[0]}")
         data = encode(np.arange(shard.start, shard.stop), labels, features, metadata)
         file = f"part-{shard.index:05d}-{uuid.uuid4().hex[:16]}.parquet"
-        storage.put_atomic(self.loc, self.file_path(shard, file), data)
+        locations.put_atomic(self.loc, self.file_path(shard, file), data)
         return Attempt(shard, file, hashlib.sha256(data).hexdigest(), metadata["fingerprint"])
 
     def commit(self, attempt: Attempt, **extra) -> ShardRecord:
@@ -129,20 +129,20 @@ class FeatureStore:
             attempt.fingerprint, **extra, file=attempt.file,
         )  # fmt: skip
         body = json.dumps(asdict(record), indent=1).encode()
-        storage.put_atomic(self.loc, self.record_path(shard), body)
+        locations.put_atomic(self.loc, self.record_path(shard), body)
         return record
 
     def write_json(self, name: str, payload: dict) -> None:
         body = json.dumps(payload, indent=1, sort_keys=True).encode()
-        storage.put_atomic(self.loc, f"{self.dir}/{name}", body)
+        locations.put_atomic(self.loc, f"{self.dir}/{name}", body)
 
     def read_json(self, name: str) -> dict | None:
-        raw = storage.get_bytes(self.loc, f"{self.dir}/{name}")
+        raw = locations.get_bytes(self.loc, f"{self.dir}/{name}")
         return None if raw is None else json.loads(raw)
 
     # --- reading and checking ------------------------------------------------------------
     def record(self, shard: Shard) -> ShardRecord | None:
-        raw = storage.get_bytes(self.loc, self.record_path(shard))
+        raw = locations.get_bytes(self.loc, self.record_path(shard))
         try:
             return ShardRecord(**json.loads(raw)) if raw else None
         except (ValueError, TypeError):
@@ -159,7 +159,7 @@ class FeatureStore:
             return f"wrong rows ({record.rows}, expected {shard.rows})"
         if not _names_own_file(record, shard):
             return f"record names another shard's file ({record.file})"
-        data = storage.get_bytes(self.loc, self.file_path(shard, record.file))
+        data = locations.get_bytes(self.loc, self.file_path(shard, record.file))
         if data is None:
             return "data file missing"
         if hashlib.sha256(data).hexdigest() != record.sha256:
@@ -182,9 +182,9 @@ class FeatureStore:
         planned = {self.record_path(s) for s in shards}
         named = {self.file_path(s, r.file) for s in shards if (r := self.record(s))}
         records, data = [], []
-        for path in storage.list_files(self.loc, self.dir):
+        for path in locations.list_files(self.loc, self.dir):
             rel = path[len(self.dir) + 1 :]
-            if rel in TOP_FILES or storage.TMP_MARK in rel.rpartition("/")[2]:
+            if rel in TOP_FILES or locations.TMP_MARK in rel.rpartition("/")[2]:
                 continue
             if rel.startswith(f"{RECORDS}/"):
                 if path not in planned:
@@ -199,7 +199,7 @@ class FeatureStore:
         record whose file is gone."""
         stray = self.strays(shards)
         for path in stray:
-            storage.delete_file(self.loc, path)
+            locations.delete_file(self.loc, path)
         if stray:
             log.info("removed %d stray files under %s", len(stray), self.dir)
         return stray

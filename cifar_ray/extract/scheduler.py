@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cifar_ray.shards import Shard
+from cifar_ray.store.shards import Shard
 
 log = logging.getLogger(__name__)
 

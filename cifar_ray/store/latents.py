@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cifar_ray import splits
 from cifar_ray.errors import UserError
-from cifar_ray.shards import Shard, plan
-from cifar_ray.storage import Location
-from cifar_ray.store import FeatureStore
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard, plan
+from cifar_ray.train import splits
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,14 @@ import time
 
 import numpy as np
 
-from cifar_ray import (
-    baselines,
-    inspection,
-    latents,
-    pixel_baselines,
-    progress,
-    splits,
-    storage,
-    train_head,
-)
+from cifar_ray import progress
 from cifar_ray.cluster import check_out_is_shared
 from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.errors import UserError
 from cifar_ray.ray_runtime import ray_session
-from cifar_ray.storage import Location
+from cifar_ray.store import checks, latents, locations
+from cifar_ray.store.locations import Location
+from cifar_ray.train import baselines, pixel_baselines, ray_train, splits
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +23,7 @@ log = logging.getLogger(__name__)
 def train_all(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool) -> dict:
     """Validate every store first (a clear refusal beats a failed Ray job), then train each."""
     loc = Location(cfg.out)
-    names = [n for n in cfg.backbone.split(",") if n] or inspection.stores(loc)
+    names = [n for n in cfg.backbone.split(",") if n] or checks.stores(loc)
     if not names:
         raise UserError(f"{loc.uri}: no feature stores; run `cifar-ray extract` first")
     loaded = {name: latents.load(loc, name) for name in names}
@@ -52,7 +45,7 @@ def _layout(lat: latents.Latents) -> str:
 def pixel_inputs(cfg: TrainConfig, loaded: dict[str, latents.Latents]) -> dict[str, dict]:
     """The images behind the latents, split the same way; skipped with a warning if the
     source is gone (the backbone models do not need it)."""
-    from cifar_ray import cifar
+    from cifar_ray.source import cifar
 
     first = next(iter(loaded.values()))
     source = cfg.data_dir or first.manifest.get("data_dir")
@@ -113,9 +106,9 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
         ]
     with progress.console.status(f"training dense head on {lat.backbone} (Ray Train)"):
         started = time.perf_counter()
-        state = train_head.fit(cfg, loc, lat, refs["train"], refs["val"])
+        state = ray_train.fit(cfg, loc, lat, refs["train"], refs["val"])
         fit_s = time.perf_counter() - started
-    models = {"dense_head": train_head.evaluate(loc, lat.backbone, parts, n_classes, state, fit_s)}
+    models = {"dense_head": ray_train.evaluate(loc, lat.backbone, parts, n_classes, state, fit_s)}
     with progress.console.status("baselines"):
         for result in ray.get([*pending, *pixel_refs]):
             models[result["name"]] = result
@@ -131,11 +124,11 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
         "embedding_2d": _pca_map(parts["test"], cfg.seed),
     }
     if cfg.tsne:
-        from cifar_ray.report import tsne_map
+        from cifar_ray.report.writer import tsne_map
 
         result["embedding_tsne"] = tsne_map(*parts["test"], cfg.seed)
     body = json.dumps(result, indent=1).encode()
-    storage.put_atomic(loc, f"{train_head.model_dir(loc, lat.backbone)}/results.json", body)
+    locations.put_atomic(loc, f"{ray_train.model_dir(loc, lat.backbone)}/results.json", body)
     return result
 
 

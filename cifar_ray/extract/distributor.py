@@ -17,16 +17,16 @@ from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cifar_ray import ray_runtime
-from cifar_ray.actor_pool import ElasticPool
-from cifar_ray.cifar import Dataset
-from cifar_ray.embedder import EmbedderSpec
+from cifar_ray.embed.embedder import EmbedderSpec
+from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import UserError
-from cifar_ray.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
-from cifar_ray.shards import Shard
-from cifar_ray.storage import Location
-from cifar_ray.store import ShardRecord
-from cifar_ray.tfsetup import configure_tensorflow
-from cifar_ray.worker import ShardWorker
+from cifar_ray.extract.pool import ElasticPool
+from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
+from cifar_ray.extract.worker import ShardWorker
+from cifar_ray.source.cifar import Dataset
+from cifar_ray.store.features import ShardRecord
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,11 @@ import time
 
 import numpy as np
 
-from cifar_ray import fingerprint, plots, storage
+from cifar_ray.embed import fingerprint
 from cifar_ray.errors import UserError
-from cifar_ray.storage import Location
+from cifar_ray.report import plots
+from cifar_ray.store import locations
+from cifar_ray.store.locations import Location
 
 HEAD = plots.HEAD
 Block = tuple  # ("h3", text) | ("p", text) | ("table", header, rows) | ("fig", figure name)
@@ -32,13 +34,13 @@ SECTIONS = {  # HTML id -> heading, in report order
 
 def collect(loc: Location) -> dict:
     found = sorted(
-        p for p in storage.list_files(loc, loc.path("models")) if p.endswith("/results.json")
+        p for p in locations.list_files(loc, loc.path("models")) if p.endswith("/results.json")
     )
     if not found:
         raise UserError(f"{loc.uri}: no trained models; run `cifar-ray train` first")
     results = {}
     for path in found:
-        res = json.loads(storage.get_bytes(loc, path))
+        res = json.loads(locations.get_bytes(loc, path))
         results[res["backbone"]] = res
     return results
 
@@ -82,23 +84,23 @@ def write(out: str) -> str:
         "comparison": comparison(results),
         "feature_fingerprints": {b: _feature_fingerprint(loc, b) for b in results},
     }
-    storage.put_atomic(loc, f"{folder}/metrics.json", json.dumps(metrics, indent=1).encode())
+    locations.put_atomic(loc, f"{folder}/metrics.json", json.dumps(metrics, indent=1).encode())
     figures = plots.report_figures(metrics, _preview(loc))
     for name, png in figures.items():
-        storage.put_atomic(loc, f"{folder}/{name}.png", png)
+        locations.put_atomic(loc, f"{folder}/{name}.png", png)
     sections = _sections(metrics, figures)
-    storage.put_atomic(loc, f"{folder}/report.md", _markdown(sections).encode())
-    storage.put_atomic(loc, f"{folder}/report.html", _html(sections, figures).encode())
+    locations.put_atomic(loc, f"{folder}/report.md", _markdown(sections).encode())
+    locations.put_atomic(loc, f"{folder}/report.html", _html(sections, figures).encode())
     return f"{folder}/report.html"
 
 
 def _feature_fingerprint(loc: Location, backbone: str) -> dict:
-    raw = storage.get_bytes(loc, loc.path("features", backbone, "fingerprint.json"))
+    raw = locations.get_bytes(loc, loc.path("features", backbone, "fingerprint.json"))
     return json.loads(raw) if raw else {}
 
 
 def _preview(loc: Location) -> dict | None:
-    raw = storage.get_bytes(loc, loc.path("samples", "test-preview.npz"))
+    raw = locations.get_bytes(loc, loc.path("samples", "test-preview.npz"))
     if raw is None:
         return None
     with np.load(io.BytesIO(raw), allow_pickle=False) as data:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_ray import backbones, weights_cache
+from cifar_ray.embed import backbones, weights_cache
 from cifar_ray.errors import UserError
 
 log = logging.getLogger(__name__)

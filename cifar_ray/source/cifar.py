@@ -15,8 +15,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from cifar_ray import safe_pickle
 from cifar_ray.errors import UserError
+from cifar_ray.source import safe_pickle
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -80,8 +80,8 @@ def load(data_dir: str | None, limit: int | None = None) -> Dataset:
 
 def download() -> Path:
     """The official archive through Keras' cache, downloaded once per machine."""
+    from cifar_ray.embed.tfsetup import configure_tensorflow
     from cifar_ray.locks import file_lock, keras_home
-    from cifar_ray.tfsetup import configure_tensorflow
 
     configure_tensorflow()
     import keras

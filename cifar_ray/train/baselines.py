@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from cifar_ray import metrics
+from cifar_ray.train import metrics
 
 # name -> (estimator for a hyper-parameter value, the parameter's name, values to try)
 CANDIDATES: dict[str, tuple[Callable, str, tuple]] = {

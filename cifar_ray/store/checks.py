@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from cifar_ray import progress, storage
+from cifar_ray import progress
 from cifar_ray.errors import UserError
-from cifar_ray.shards import plan
-from cifar_ray.storage import Location
-from cifar_ray.store import META_KEY, FeatureStore
+from cifar_ray.store import locations
+from cifar_ray.store.features import META_KEY, FeatureStore
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import plan
 
 
 def stores(loc: Location) -> list[str]:
     names = {
         p.split("/")[-2]
-        for p in storage.list_files(loc, loc.path("features"))
+        for p in locations.list_files(loc, loc.path("features"))
         if p.endswith(("/manifest.json", "/fingerprint.json"))
     }
     return sorted(names)

@@ -9,13 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cifar_ray import backbones, cifar, fingerprint, storage, weights_cache
 from cifar_ray.config import ExtractConfig
-from cifar_ray.embedder import EmbedderSpec
+from cifar_ray.embed import backbones, fingerprint, weights_cache
+from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
-from cifar_ray.shards import Shard, plan
-from cifar_ray.storage import Location
-from cifar_ray.store import FeatureStore, ShardRecord
+from cifar_ray.source import cifar
+from cifar_ray.store import locations
+from cifar_ray.store.features import FeatureStore, ShardRecord
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard, plan
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,8 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     )  # fmt: skip
     fields, fid = _check_fingerprint(store, fields, cfg.overwrite)
     n = sum(sizes.values())
-    storage.check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
-    removed = storage.remove_temporaries(loc, store.dir)
+    locations.check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
+    removed = locations.remove_temporaries(loc, store.dir)
     shards = plan(sizes, cfg.shard_size)
     strays = store.remove_strays(shards)  # no attempt runs yet: losers of earlier runs go
     if strays:
@@ -97,8 +99,8 @@ def _check_model(cfg: ExtractConfig, size: int) -> None:
     weights = weights_cache.resolve(cfg.weights)  # an object-store file: staged on this node
     if cfg.weights not in ("imagenet", "none") and not Path(weights).expanduser().is_file():
         raise UserError(f"--weights {cfg.weights}: no such file (use imagenet, none or a file)")
-    from cifar_ray.embedder import build_model
-    from cifar_ray.tfsetup import configure_tensorflow
+    from cifar_ray.embed.embedder import build_model
+    from cifar_ray.embed.tfsetup import configure_tensorflow
 
     configure_tensorflow()
     build_model(EmbedderSpec(cfg.backbone, size, cfg.weights, cfg.seed))
@@ -123,7 +125,7 @@ def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tu
     if legacy:
         return legacy, existing["id"]
     if overwrite:
-        storage.delete_dir(store.loc, store.dir)
+        locations.delete_dir(store.loc, store.dir)
         return fields, fid
     differs = sorted(k for k in fields if existing.get(k) != fields[k])
     raise UserError(
@@ -160,14 +162,14 @@ class ExtractionSummary:
 def execute(
     p: ExtractionPlan,
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
-    pixels: object | None = None,  # extraction.ShardPixels, shared between backbones
+    pixels: object | None = None,  # distributor.ShardPixels, shared between backbones
 ) -> ExtractionSummary:
     """Run the Ray part for the shards still to do, then record the manifest."""
     started = time.perf_counter()
     outcome = None
     if p.todo:
         write_manifest(p, None)  # the plan, so `inspect` and `train` can name missing shards
-        from cifar_ray import extraction  # Ray is imported only when there is work for it
+        from cifar_ray.extract import distributor  # Ray is imported only when there is work for it
 
         claimed = []
 
@@ -178,7 +180,7 @@ def execute(
             on_shard(record)
 
         try:
-            outcome = extraction.run(
+            outcome = distributor.run(
                 p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
                 actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
                 in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
@@ -208,7 +210,7 @@ def execute(
 def _clean(p: ExtractionPlan) -> None:
     """After the pool is shut down no attempt runs: the data of attempts that lost a race or
     never committed goes, so the split folders hold exactly the result's rows."""
-    storage.remove_temporaries(p.store.loc, p.store.dir)
+    locations.remove_temporaries(p.store.loc, p.store.dir)
     p.store.remove_strays(p.shards)
 
 
@@ -237,7 +239,7 @@ def write_preview(p: ExtractionPlan, n: int = 64) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, images=test.images[:n], labels=test.labels[:n],
              classes=np.array(p.dataset.classes))  # fmt: skip
-    storage.put_atomic(
+    locations.put_atomic(
         p.store.loc, p.store.loc.path("samples", "test-preview.npz"), buffer.getvalue()
     )
 

@@ -85,7 +85,7 @@ def _cached(target: Path, record: Path) -> dict | None:
 
 
 def _located(uri: str):
-    from cifar_ray.storage import Location
+    from cifar_ray.store.locations import Location
 
     parent, _, name = uri.rstrip("/").rpartition("/")
     loc = Location(parent)

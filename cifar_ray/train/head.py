@@ -28,7 +28,7 @@ def build(
     With `x_fit`, features are standardised first (as the baselines are), with statistics
     of the training split saved inside the model: frozen features can have tiny variance.
     """
-    from cifar_ray.tfsetup import configure_tensorflow
+    from cifar_ray.embed.tfsetup import configure_tensorflow
 
     configure_tensorflow()  # before Keras imports TensorFlow
     import keras

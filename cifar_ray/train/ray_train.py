@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.fs as pafs
 
-from cifar_ray import head, latents, metrics, storage
 from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.errors import UserError
-from cifar_ray.storage import Location
+from cifar_ray.store import latents, locations
+from cifar_ray.store.locations import Location
+from cifar_ray.train import head, metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def run_name(backbone: str, key: str) -> str:
 
 def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref) -> dict:
     """fit_ref and val_ref: (x, y) in the object store; the worker reads them from there."""
-    from cifar_ray.tfsetup import configure_tensorflow
+    from cifar_ray.embed.tfsetup import configure_tensorflow
 
     configure_tensorflow()  # ray.train.tensorflow imports TensorFlow into the driver
     import ray
@@ -75,8 +76,8 @@ def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref)
         ),
     )
     trainer.fit()
-    state_raw = storage.get_bytes(loc, f"{model_dir(loc, lat.backbone)}/state.json")
-    storage.delete_dir(loc, f"{loc.root}/train-runs/{name}")  # done: next run starts fresh
+    state_raw = locations.get_bytes(loc, f"{model_dir(loc, lat.backbone)}/state.json")
+    locations.delete_dir(loc, f"{loc.root}/train-runs/{name}")  # done: next run starts fresh
     return json.loads(state_raw)
 
 
@@ -91,12 +92,12 @@ def _remove_other_runs(loc: Location, backbone: str, keep: str) -> None:
         stale = name.startswith(prefix) and "-" not in name[len(prefix) :] and name != keep
         if stale and info.type == pafs.FileType.Directory:
             log.warning("%s: removing checkpoints of a run with another config", info.path)
-            storage.delete_dir(loc, info.path)
+            locations.delete_dir(loc, info.path)
 
 
 def _train_loop(config: dict) -> None:
     """Runs in the Ray Train worker: resumes from Ray Train's latest checkpoint if there is one."""
-    from cifar_ray.tfsetup import configure_tensorflow
+    from cifar_ray.embed.tfsetup import configure_tensorflow
 
     configure_tensorflow()  # before Keras imports TensorFlow: memory growth, not the whole GPU
     import keras
@@ -141,8 +142,8 @@ def _train_loop(config: dict) -> None:
     model.load_weights(best)
     out = model_dir(loc, config["backbone"])
     model.save(work / "head.keras")
-    storage.put_atomic(loc, f"{out}/head.keras", (work / "head.keras").read_bytes())
-    storage.put_atomic(loc, f"{out}/state.json", json.dumps(state.__dict__).encode())
+    locations.put_atomic(loc, f"{out}/head.keras", (work / "head.keras").read_bytes())
+    locations.put_atomic(loc, f"{out}/state.json", json.dumps(state.__dict__).encode())
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -151,12 +152,12 @@ def _copy(src: Path, dst: Path) -> None:
 
 def load_head(loc: Location, backbone: str):
     """The saved model, from local disk or object storage."""
-    from cifar_ray.tfsetup import configure_tensorflow
+    from cifar_ray.embed.tfsetup import configure_tensorflow
 
     configure_tensorflow()
     import keras
 
-    raw = storage.get_bytes(loc, f"{model_dir(loc, backbone)}/head.keras")
+    raw = locations.get_bytes(loc, f"{model_dir(loc, backbone)}/head.keras")
     if raw is None:
         raise UserError(f"{model_dir(loc, backbone)}: no trained model; run `cifar-ray train`")
     with tempfile.TemporaryDirectory() as folder:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from cifar_ray.errors import UserError
-from cifar_ray.scheduler import ActorDied, Backend, NoActorCouldStart, PoolShape
+from cifar_ray.extract.scheduler import ActorDied, Backend, NoActorCouldStart, PoolShape
 
 log = logging.getLogger(__name__)
 

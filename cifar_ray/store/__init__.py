@@ -1,0 +1,1 @@
+"""Stage 4, store: feature files, records and manifest, storage locations, checks."""

@@ -1,0 +1,1 @@
+"""Stage 5, train: the dense head on Ray Train, baselines, splits and metrics."""
