@@ -15,31 +15,15 @@ import queue
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from cifar_ray.config import ExtractConfig
+from cifar_ray.config import BenchConfig, ExtractConfig
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.extract import job
 from cifar_ray.source import cifar
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    data_dir: str | None = None
-    backbone: str = "inceptionv3"
-    weights: str = "none"  # the speed of random and ImageNet weights is the same
-    image_size: int | None = None
-    images: int = 300  # train first, then test, in source order
-    batch_size: int = 0  # 0: the embedder's choice for the device and size
-    shard_size: int = 256
-    actors: int | None = None
-    precision: str = "float32"
-    xla: bool = False
-    seed: int = 0
-    rounds: int = 2  # each side runs this many times; the best counts (load on a shared box)
 
 
 def first_images(dataset: cifar.Dataset, n: int) -> cifar.Dataset:

@@ -9,6 +9,7 @@ import pytest
 
 from cifar_ray.config import (
     WEIGHTS_KEYWORDS,
+    BenchConfig,
     ExtractConfig,
     TrainConfig,
     absolute,
@@ -37,6 +38,22 @@ TRAIN_BAD = {
     "dropout one": ({"dropout": 1.0}, r"--dropout must be in \[0, 1\), got 1.0"),
     "dropout negative": ({"dropout": -0.1}, r"--dropout must be in \[0, 1\), got -0.1"),
 }
+
+
+BENCH_BAD = {
+    "images zero": ({"images": 0}, "--images and --rounds must be positive, got 0 and 2"),
+    "rounds zero": ({"rounds": 0}, "--images and --rounds must be positive, got 300 and 0"),
+    "rounds negative": ({"rounds": -1}, "--images and --rounds must be positive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BENCH_BAD))
+def test_bench_config_refuses(case):
+    """The bench's checks live with its defaults, as the other configs' do, not in the CLI."""
+    kwargs, message = BENCH_BAD[case]
+    with pytest.raises(UserError, match=message):
+        BenchConfig(**kwargs)
+    assert BenchConfig(images=1, rounds=1).images == 1
 
 
 @pytest.mark.parametrize("case", sorted(EXTRACT_BAD))

@@ -135,10 +135,10 @@ def run(
     loc: Location,
     metadata: dict,
     *,
-    actors: int | None = None,
-    gpus_per_actor: float = 1.0,
-    in_flight: int = 2,
-    max_retries: int = 3,
+    actors: int | None,  # the run's ExtractConfig fields: no second set of defaults here
+    gpus_per_actor: float,
+    in_flight: int,
+    max_retries: int,
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,
 ) -> Outcome:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cifar_ray.config import ExtractConfig
 from cifar_ray.store.shards import Shard
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,8 @@ class Scheduler:
         pool,  # actor_pool.ElasticPool
         backend: Backend,
         *,
-        in_flight: int = 2,
-        max_retries: int = 3,
+        in_flight: int = ExtractConfig.in_flight,
+        max_retries: int = ExtractConfig.max_retries,
         on_shard: Callable[[Any], None] = lambda r: None,
         clock: Callable[[], float] = time.monotonic,
     ):
