@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 
 from cifar_ray import progress
-from cifar_ray.config import ExtractConfig, TrainConfig
+from cifar_ray.config import ExtractConfig, TrainConfig, backbone_names
 from cifar_ray.errors import ExtractionFailed, UserError
 from cifar_ray.extract import job
 from cifar_ray.ray_runtime import ray_session
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bool) -> list:
     """One plan per backbone, all validated before Ray starts; then extract each in turn."""
-    names = split_names(cfg.backbone)
+    names = backbone_names(cfg.backbone)
     _check_overrides(cfg)
     dataset = cifar.load(cfg.data_dir, cfg.limit)  # read once for every backbone
     plans = [job.prepare(cfg_for(cfg, name), dataset) for name in names]
@@ -41,13 +41,6 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
             progress.console.print(f"[red]failed[/red] {key}: {error}")
         raise ExtractionFailed(failed)
     return summaries
-
-
-def split_names(value: str) -> list[str]:
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    if not names:
-        raise UserError("--backbone names no backbone")
-    return names
 
 
 def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:

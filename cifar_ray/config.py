@@ -120,6 +120,15 @@ class BenchConfig:
             )
 
 
+def backbone_names(value: str, *, required: bool = True) -> list[str]:
+    """`--backbone resnet50, mobilenetv2`: the names, trimmed, empty ones dropped. Extraction
+    needs one (`required`); training takes none to mean every store in OUT."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if required and not names:
+        raise UserError("--backbone names no backbone")
+    return names
+
+
 def parse_image_sizes(text: str | None) -> tuple[int | None, tuple[tuple[str, int], ...]]:
     """`--image-size 75`, `--image-size resnet50=224` or both: `75,resnet50=224`."""
     default, overrides = None, []

@@ -14,18 +14,6 @@ from cifar_ray.errors import UserError
 from tests.conftest import run_cli
 
 
-def test_split_names_trims_and_drops_empty_names():
-    assert commands.split_names("inceptionv3") == ["inceptionv3"]
-    assert commands.split_names(" resnet50 ,, mobilenetv2, ") == ["resnet50", "mobilenetv2"]
-    assert commands.split_names("pkg.mod:factory") == ["pkg.mod:factory"]
-
-
-@pytest.mark.parametrize("value", ["", " ", ",", " , ,"])
-def test_split_names_refuses_no_backbone(value):
-    with pytest.raises(UserError, match="--backbone names no backbone"):
-        commands.split_names(value)
-
-
 def _cfg(sizes: str) -> ExtractConfig:
     default, overrides = parse_image_sizes(sizes)
     return ExtractConfig(backbone="inceptionv3,resnet50,mobilenetv2", image_size=default,

@@ -13,6 +13,7 @@ from cifar_ray.config import (
     ExtractConfig,
     TrainConfig,
     absolute,
+    backbone_names,
     parse_image_sizes,
 )
 from cifar_ray.errors import UserError
@@ -135,3 +136,24 @@ def test_parse_image_sizes(text, expected):
 def test_parse_image_sizes_refuses_what_is_not_n_or_name_n(text):
     with pytest.raises(UserError, match=r"--image-size .*expected N or name=N"):
         parse_image_sizes(text)
+
+
+def test_backbone_names_trims_and_drops_empty_names():
+    assert backbone_names("inceptionv3") == ["inceptionv3"]
+    assert backbone_names(" resnet50 ,, mobilenetv2, ") == ["resnet50", "mobilenetv2"]
+    assert backbone_names("pkg.mod:factory") == ["pkg.mod:factory"]
+
+
+@pytest.mark.parametrize("value", ["", " ", ",", " , ,"])
+def test_backbone_names_refuses_no_backbone(value):
+    with pytest.raises(UserError, match="--backbone names no backbone"):
+        backbone_names(value)
+    assert backbone_names(value, required=False) == []  # train: every store in OUT
+
+
+def test_extract_and_train_read_the_backbone_list_alike():
+    """One parser for both: `train --backbone "a, b"` names the stores `extract` made."""
+    from cifar_ray import commands
+
+    assert commands.backbone_names is backbone_names
+    assert backbone_names(" a , b", required=False) == backbone_names("a,b") == ["a", "b"]
