@@ -45,8 +45,10 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
 
 def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
     """One backbone's config, with its own image size where `name=N` gave one."""
-    overrides = {_key(name): size for name, size in cfg.image_size_overrides}
-    size = overrides.get(_key(backbone), cfg.image_size)
+    from cifar_ray.embed import backbones
+
+    overrides = {backbones.key(name): size for name, size in cfg.image_size_overrides}
+    size = overrides.get(backbones.key(backbone), cfg.image_size)
     return replace(cfg, backbone=backbone, image_size=size, image_size_overrides=())
 
 
@@ -56,10 +58,6 @@ def _check_overrides(cfg: ExtractConfig) -> None:
 
     for name, _ in cfg.image_size_overrides:
         backbones.get(name)
-
-
-def _key(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "")
 
 
 def _extract_one(p: job.ExtractionPlan, pixels) -> job.ExtractionSummary:

@@ -115,6 +115,12 @@ for _spec in (
     register(_spec)
 
 
+def key(name: str) -> str:
+    """The one spelling a backbone is known by: `ResNet-50`, `resnet_50` and `resnet50` are one
+    backbone to the registry, to entry points and to `--image-size name=N`."""
+    return name.lower().replace("_", "").replace("-", "")
+
+
 def names() -> list[str]:
     """Built-in and entry-point names; entry points are listed here, loaded by `get`."""
     return sorted({*_REGISTRY, *_entry_points()})
@@ -124,11 +130,11 @@ def get(name: str) -> Backbone:
     """A registered name, an entry point's name, or `module.path:factory`."""
     if ":" in name:
         return _custom(name)
-    key = name.lower().replace("_", "").replace("-", "")
-    if key in _REGISTRY:
-        return _REGISTRY[key]
-    if key in _entry_points():
-        return _load_entry_point(key)
+    known = key(name)
+    if known in _REGISTRY:
+        return _REGISTRY[known]
+    if known in _entry_points():
+        return _load_entry_point(known)
     raise UserError(f"unknown backbone {name!r}; choose from: {', '.join(names())}")
 
 
@@ -136,28 +142,28 @@ def get(name: str) -> Backbone:
 def _entry_points() -> dict[str, metadata.EntryPoint]:
     found = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        key = ep.name.lower().replace("_", "").replace("-", "")
-        if key in _REGISTRY or key in found or not _NAME.fullmatch(key):
+        name = key(ep.name)
+        if name in _REGISTRY or name in found or not _NAME.fullmatch(name):
             log.warning("ignoring backbone entry point %s = %s: name taken or invalid",
                         ep.name, ep.value)  # fmt: skip
         else:
-            found[key] = ep
+            found[name] = ep
     return found
 
 
 @functools.cache
-def _load_entry_point(key: str) -> Backbone:
-    ep = _entry_points()[key]
-    origin = f"backbone {key!r} (entry point {ep.value})"
+def _load_entry_point(name: str) -> Backbone:
+    ep = _entry_points()[name]
+    origin = f"backbone {name!r} (entry point {ep.value})"
     try:
         obj = ep.load()
     except Exception as exc:
         raise UserError(f"{origin}: cannot load ({first_line(exc)})") from exc
     if isinstance(obj, Backbone):  # the name a user types is the name of its store
-        return _checked(replace(obj, name=key), origin)
+        return _checked(replace(obj, name=name), origin)
     if not callable(obj):
         raise UserError(f"{origin}: a {type(obj).__name__}, neither a Backbone nor a factory")
-    return _from_factory(obj, ep.value, origin, name=key)
+    return _from_factory(obj, ep.value, origin, name=name)
 
 
 def _custom(ref: str) -> Backbone:
