@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
-from cifar_ray.errors import UserError
+from cifar_ray.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -216,11 +216,6 @@ def _checked(b: Backbone, origin: str, name: str | None = None) -> Backbone:
     else:
         return b
     raise UserError(f"{origin}: {problem}")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def keras_models_dir() -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_ray.embed import backbones, weights_cache
-from cifar_ray.errors import UserError
+from cifar_ray.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,14 @@ def _checked_factory(backbone: backbones.Backbone):
         except UserError:
             raise
         except Exception as exc:
-            raise UserError(f"{who} failed: {backbones.first_line(exc)}") from exc
+            raise UserError(f"{who} failed: {first_line(exc)}") from exc
         if not isinstance(model, keras.Model):
             raise UserError(f"{who} returned {type(model).__name__}, not a keras.Model")
         try:  # symbolic: what it does with these images, nothing computed
             out = model(keras.Input(input_shape))
         except Exception as exc:
             raise UserError(f"{who}: its model does not take {input_shape} images "
-                            f"({backbones.first_line(exc)})") from exc  # fmt: skip
+                            f"({first_line(exc)})") from exc  # fmt: skip
         if not isinstance(out, keras.KerasTensor):
             raise UserError(f"{who} must return a model with one output, not {type(out).__name__}")
         if len(out.shape) != 2 or "float" not in str(out.dtype):
@@ -148,11 +148,11 @@ def _build_backbone(backbone: backbones.Backbone, shape: tuple[int, int, int], w
             warnings.simplefilter("always")
             model.load_weights(str(path))
     except Exception as exc:  # Keras raises ValueError, OSError or KeyError for a bad fit
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        first = first_line(exc, 160, typed=False)
         raise UserError(f"--weights {path}: does not fit {backbone.name} ({first})") from None
     skipped = [w for w in caught if "Skipping" in str(w.message) or "mismatch" in str(w.message)]
     if skipped:  # Keras only warns when part of a file does not match: never embed with that
-        first = str(skipped[0].message).splitlines()[0][:160]
+        first = first_line(str(skipped[0].message), 160)
         raise UserError(f"--weights {path}: does not fit {backbone.name} ({first})")
     return model
 
@@ -174,7 +174,7 @@ def _build_imagenet(backbone: backbones.Backbone, shape: tuple[int, int, int]):
                 if backbone.weights_file
                 else ""
             )
-            reason = backbones.first_line(exc)
+            reason = first_line(exc)
             raise UserError(
                 f"{backbone.name}: cannot load ImageNet weights ({reason}){hint}"
             ) from None

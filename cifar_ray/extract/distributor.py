@@ -19,7 +19,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from cifar_ray import ray_runtime
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
-from cifar_ray.errors import UserError
+from cifar_ray.errors import UserError, first_line
 from cifar_ray.extract.pool import ElasticPool
 from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
 from cifar_ray.extract.worker import ShardWorker
@@ -47,8 +47,7 @@ class _RayShardWorker(ShardWorker):
             self.error, self.user_error = str(exc), True
         except Exception as exc:  # OOM on the warm-up batch, a CUDA or import error, skew...
             log.exception("the embedder actor could not start")  # the traceback: Ray's logs
-            text = first_line(str(exc))
-            self.error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            self.error = first_line(exc)
 
     def info(self) -> dict:
         where = {"node_id": self.node_id, "node_ip": self.node_ip, "gpus": self.gpus}
@@ -110,7 +109,7 @@ class RayBackend:
         except RayActorError as exc:
             raise ActorDied(*_death(exc)) from None
         except RayTaskError as exc:
-            raise TaskFailed(_first_line(exc)) from None
+            raise TaskFailed(_task_reason(exc)) from None
 
     def kill(self, actor) -> None:
         ray.kill(actor, no_restart=True)
@@ -194,12 +193,6 @@ def _request_bundles(bundles: list[dict]) -> None:
         log.warning("could not ask the autoscaler for resources: %s", exc)
 
 
-def first_line(text: str) -> str:
-    """An error's first line, without TensorFlow's "{{function_node ...}}" prefix."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return re.sub(r"^\{\{[^}]*\}\}\s*", "", lines[0])[:200] if lines else ""
-
-
 def _death(exc: RayActorError) -> tuple[str, str | None]:
     """Why an actor's process died, and its node's address, from Ray's several-line message:
     its "key: value" lines hold the address, the first other line after them the reason."""
@@ -207,17 +200,20 @@ def _death(exc: RayActorError) -> tuple[str, str | None]:
     fields = dict(ln.split(": ", 1) for ln in lines[1:] if re.match(r"^[a-z_]+: ", ln))
     others = [ln for ln in lines[1:] if not re.match(r"^[a-z_]+: ", ln)]
     if lines and lines[0] == ActorDiedError.BASE_ERROR_MSG and others:
-        reason = others[0].split(" Some common causes")[0][:200]
+        reason = first_line(others[0].split(" Some common causes")[0])
     else:
-        reason = _first_line(exc)
+        reason = _task_reason(exc)
     return reason, fields.get("ip")
 
 
-def _first_line(exc: BaseException) -> str:
+def _task_reason(exc: BaseException) -> str:
+    """Ray wraps what the actor raised: the cause's own message where Ray kept the exception,
+    else the last line of Ray's traceback text (the line that names the exception)."""
     cause = getattr(exc, "cause", None)
-    text = str(cause) if cause is not None else str(exc)
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else type(exc).__name__
+    if cause is not None:
+        return first_line(cause, typed=False)
+    lines = str(exc).strip().splitlines()
+    return first_line(lines[-1]) if lines else type(exc).__name__
 
 
 class ShardPixels:

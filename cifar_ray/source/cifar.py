@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from cifar_ray.errors import UserError
+from cifar_ray.errors import UserError, first_line
 from cifar_ray.source import safe_pickle
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -93,7 +93,7 @@ def download() -> Path:
                 cache_subdir="datasets",
             )  # fmt: skip
         except Exception as exc:  # get_file raises a bare Exception when it cannot download
-            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            reason = first_line(exc, 160, typed=False)
             raise UserError(f"cannot download CIFAR-10 ({reason}); pass --data-dir") from None
     return Path(path)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from cifar_ray.errors import StorageError, UserError
+from cifar_ray.errors import StorageError, UserError, first_line
 
 TMP_MARK = ".tmp-"
 
@@ -141,7 +141,7 @@ def check_writable(loc: Location, folder: str, need_bytes: int) -> None:
         put_atomic(loc, f"{folder}/.write-probe", b"ok")
         loc.fs.delete_file(f"{folder}/.write-probe")
     except Exception as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        reason = getattr(exc, "strerror", None) or first_line(exc, typed=False)
         raise UserError(f"--out {loc.uri}: cannot write there ({reason})") from None
     if loc.is_local:
         free = shutil.disk_usage(folder).free
