@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import time
 
@@ -13,7 +12,9 @@ import numpy as np
 from cifar_ray.embed import fingerprint
 from cifar_ray.errors import UserError
 from cifar_ray.report import plots
-from cifar_ray.store import locations
+from cifar_ray.store import locations, samples
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.layout import PREVIEW, SAMPLES, Layout
 from cifar_ray.store.locations import Location
 
 HEAD = plots.HEAD
@@ -33,8 +34,9 @@ SECTIONS = {  # HTML id -> heading, in report order
 
 
 def collect(loc: Location) -> dict:
+    layout = Layout(loc)
     found = sorted(
-        p for p in locations.list_files(loc, loc.path("models")) if p.endswith("/results.json")
+        p for p in locations.list_files(loc, layout.models_dir()) if layout.is_results(p)
     )
     if not found:
         raise UserError(f"{loc.uri}: no trained models; run `cifar-ray train` first")
@@ -76,7 +78,6 @@ def tsne_map(x: np.ndarray, y: np.ndarray, seed: int, n: int = 1000) -> dict:
 def write(out: str) -> str:
     loc = Location(out)
     results = collect(loc)
-    folder = loc.path("report")
     metrics = {
         "generated_unix": int(time.time()),
         "versions": fingerprint.versions(),
@@ -84,27 +85,19 @@ def write(out: str) -> str:
         "comparison": comparison(results),
         "feature_fingerprints": {b: _feature_fingerprint(loc, b) for b in results},
     }
-    locations.put_atomic(loc, f"{folder}/metrics.json", json.dumps(metrics, indent=1).encode())
-    figures = plots.report_figures(metrics, _preview(loc))
+    put = Layout(loc).report_file
+    locations.put_atomic(loc, put("metrics.json"), json.dumps(metrics, indent=1).encode())
+    figures = plots.report_figures(metrics, samples.read_preview(loc))
     for name, png in figures.items():
-        locations.put_atomic(loc, f"{folder}/{name}.png", png)
+        locations.put_atomic(loc, put(f"{name}.png"), png)
     sections = _sections(metrics, figures)
-    locations.put_atomic(loc, f"{folder}/report.md", _markdown(sections).encode())
-    locations.put_atomic(loc, f"{folder}/report.html", _html(sections, figures).encode())
-    return f"{folder}/report.html"
+    locations.put_atomic(loc, put("report.md"), _markdown(sections).encode())
+    locations.put_atomic(loc, put("report.html"), _html(sections, figures).encode())
+    return put("report.html")
 
 
 def _feature_fingerprint(loc: Location, backbone: str) -> dict:
-    raw = locations.get_bytes(loc, loc.path("features", backbone, "fingerprint.json"))
-    return json.loads(raw) if raw else {}
-
-
-def _preview(loc: Location) -> dict | None:
-    raw = locations.get_bytes(loc, loc.path("samples", "test-preview.npz"))
-    if raw is None:
-        return None
-    with np.load(io.BytesIO(raw), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    return FeatureStore(loc, backbone).read_fingerprint() or {}
 
 
 def _fmt(value, digits: int | None = 4) -> str:
@@ -171,7 +164,7 @@ def _per_class_blocks(b: str, res: dict, figures: dict) -> list[Block]:
 def _prediction_blocks(b: str, res: dict, figures: dict) -> list[Block]:
     if f"{b}-predictions" in figures:
         return [("fig", f"{b}-predictions")]
-    return [("p", "No test preview (OUT/samples/test-preview.npz) was found.")]
+    return [("p", f"No test preview (OUT/{SAMPLES}/{PREVIEW}) was found.")]
 
 
 def _embedding_blocks(b: str, res: dict, figures: dict) -> list[Block]:

@@ -8,25 +8,24 @@ from cifar_ray import progress
 from cifar_ray.errors import UserError
 from cifar_ray.store import locations
 from cifar_ray.store.features import META_KEY, FeatureStore
+from cifar_ray.store.layout import MANIFEST, Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import plan
 
 
 def stores(loc: Location) -> list[str]:
-    names = {
-        p.split("/")[-2]
-        for p in locations.list_files(loc, loc.path("features"))
-        if p.endswith(("/manifest.json", "/fingerprint.json"))
-    }
-    return sorted(names)
+    """The backbones with a feature store under OUT (a manifest or a fingerprint)."""
+    layout = Layout(loc)
+    found = (layout.store_of(p) for p in locations.list_files(loc, layout.features_dir()))
+    return sorted({name for name in found if name})
 
 
 def check(store: FeatureStore) -> tuple[dict, list[str]]:
     """(counts, problems) for one backbone's store; counts["strays"] lists the files that
     are not part of the result (see `FeatureStore.strays`)."""
-    manifest = store.read_json("manifest.json")
+    manifest = store.read_manifest()
     if manifest is None:
-        return {}, ["no manifest.json: extraction never got past planning"]
+        return {}, [f"no {MANIFEST}: extraction never got past planning"]
     fid = manifest["fingerprint"]
     shards = plan(manifest["split_sizes"], manifest["shard_size"])
     problems = [f"{s.key}: {p}" for s in shards if (p := store.problem(s, fid))]
@@ -55,7 +54,7 @@ def inspect(out: str) -> bool:
     loc = Location(out)
     names = stores(loc)
     if not names:
-        raise UserError(f"{out}: no feature stores under {loc.path('features')}")
+        raise UserError(f"{out}: no feature stores under {Layout(loc).features_dir()}")
     rows, ok = [], True
     for name in names:
         counts, problems = check(FeatureStore(loc, name))

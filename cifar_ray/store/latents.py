@@ -43,7 +43,7 @@ class Latents:
 def load(loc: Location, backbone: str) -> Latents:
     """Refuse an incomplete store or one that mixes fingerprints, naming the shards."""
     store = FeatureStore(loc, backbone)
-    manifest = store.read_json("manifest.json")
+    manifest = store.read_manifest()
     if manifest is None:
         raise UserError(f"{store.dir}: no features here; run `cifar-ray extract` first")
     shards = plan(manifest["split_sizes"], manifest["shard_size"])

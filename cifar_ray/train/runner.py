@@ -14,6 +14,7 @@ from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.errors import UserError
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.store import checks, latents, locations
+from cifar_ray.store.layout import Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.train import baselines, pixel_baselines, ray_train, splits
 
@@ -128,7 +129,7 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
 
         result["embedding_tsne"] = tsne_map(*parts["test"], cfg.seed)
     body = json.dumps(result, indent=1).encode()
-    locations.put_atomic(loc, f"{ray_train.model_dir(loc, lat.backbone)}/results.json", body)
+    locations.put_atomic(loc, Layout(loc).results(lat.backbone), body)
     return result
 
 
