@@ -16,8 +16,8 @@ from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import PREVIEW, SAMPLES, Layout
 from cifar_ray.store.locations import Location
+from cifar_ray.train.results import HEAD, SPLITS, models_of
 
-HEAD = plots.HEAD
 Block = tuple  # ("h3", text) | ("p", text) | ("table", header, rows) | ("fig", figure name)
 EXTRACTION_ROWS = ("weights", "image_size", "preprocessing", "versions", "images", "seconds",
                    "images_per_s", "actors_replaced")  # fmt: skip
@@ -56,7 +56,7 @@ def comparison(results: dict) -> list[dict]:
             "images_per_s": res["extraction"].get("images_per_s"),
             "extraction_s": res["extraction"].get("seconds"),
         }
-        row.update({name: m["accuracy"]["test"] for name, m in res["models"].items()})
+        row.update({name: m.test_accuracy for name, m in models_of(res).items()})
         rows.append(row)
     return rows
 
@@ -131,13 +131,12 @@ def _sections(metrics: dict, figures: dict) -> list[tuple[str, str, list[Block]]
 
 
 def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
-    ranked = sorted(res["models"].items(), key=lambda kv: -kv[1]["accuracy"]["test"])
+    ranked = sorted(models_of(res).items(), key=lambda kv: -kv[1].test_accuracy)
     header = ["model", "kind", "train acc", "val acc", "test acc", "fit s", "infer s"]
     rows = [
-        [n, m.get("kind", ""), *(_fmt(m["accuracy"][k]) for k in ("train", "val", "test")),
-         _fmt(m["fit_s"], 1), _fmt(m["infer_s"], 2)]
+        [n, m.kind, *(_fmt(m.accuracy[k]) for k in SPLITS), _fmt(m.fit_s, 1), _fmt(m.infer_s, 2)]
         for n, m in ranked
-    ]  # fmt: skip
+    ]
     counts = ", ".join(f"{k} {v}" for k, v in res["sizes"].items())
     note = (
         f"Images: {counts}. Chance: {1 / len(res['classes']):.3f}. Model selection and early "
@@ -147,15 +146,15 @@ def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
 
 
 def _learning_blocks(b: str, res: dict, figures: dict) -> list[Block]:
-    flat = [n for n, m in res["models"].items() if not m.get("history")]
+    flat = [n for n, m in models_of(res).items() if not m.history]
     note = [("p", f"No per-epoch history (fitted in one go): {', '.join(flat)}.")] if flat else []
     return [("fig", f"{b}-learning-curves"), *note]
 
 
 def _per_class_blocks(b: str, res: dict, figures: dict) -> list[Block]:
-    models = res["models"]
+    models = models_of(res)
     rows = [
-        [c, *(_fmt(m["test"]["recall"][i], 3) for m in models.values())]
+        [c, *(_fmt(m.per_class[i], 3) for m in models.values())]
         for i, c in enumerate(res["classes"])
     ]
     return [("fig", f"{b}-per-class"), ("table", ["class", *models], rows)]

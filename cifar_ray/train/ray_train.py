@@ -18,6 +18,7 @@ from cifar_ray.store import latents, locations
 from cifar_ray.store.layout import Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.train import head, metrics
+from cifar_ray.train.results import HEAD, HEAD_KIND, ModelResult
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,9 @@ def predict(model, x: np.ndarray) -> np.ndarray:
     return np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
 
 
-def evaluate(loc, backbone, parts, n_classes, state, fit_s) -> dict:
+def evaluate(
+    loc: Location, backbone: str, parts: dict, n_classes: int, state: dict, fit_s: float
+) -> ModelResult:
     """Accuracy comes from the saved model itself, so it reproduces exactly on reload."""
     model = load_head(loc, backbone)
     preds, seconds = {}, {}
@@ -176,21 +179,15 @@ def evaluate(loc, backbone, parts, n_classes, state, fit_s) -> dict:
         started = time.perf_counter()
         preds[split] = predict(model, x)
         seconds[split] = time.perf_counter() - started
-    infer_s = seconds["test"]
-    return {
-        "name": "dense_head",
-        "kind": "dense-head (Ray Train)",
-        "params": {
-            "best_epoch": state["best_epoch"],
-            "epochs_run": state["epoch"],
-            "resumed_from": state["resumed_from"],
-            "run_key": state.get("run_key"),
-            "stopped_early": state["stopped_early"],
-        },
-        "accuracy": {k: metrics.accuracy(parts[k][1], p) for k, p in preds.items()},
-        "test": metrics.evaluate(parts["test"][1], preds["test"], n_classes),
-        "history": state["history"],
-        "fit_s": round(fit_s, 3),
-        "infer_s": round(infer_s, 3),
-        "sample_predictions": preds["test"][:64].tolist(),
+    params = {
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
+        "resumed_from": state["resumed_from"],
+        "run_key": state.get("run_key"),
+        "stopped_early": state["stopped_early"],
     }
+    accuracy = {k: metrics.accuracy(parts[k][1], p) for k, p in preds.items()}
+    return ModelResult.scored(
+        HEAD, HEAD_KIND, params, accuracy, parts["test"][1], preds["test"], n_classes,
+        fit_s=fit_s, infer_s=seconds["test"], history=state["history"],
+    )  # fmt: skip

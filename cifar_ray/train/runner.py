@@ -17,6 +17,7 @@ from cifar_ray.store import checks, latents, locations
 from cifar_ray.store.layout import Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.train import baselines, pixel_baselines, ray_train, splits
+from cifar_ray.train.results import HEAD
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
         started = time.perf_counter()
         state = ray_train.fit(cfg, loc, lat, refs["train"], refs["val"])
         fit_s = time.perf_counter() - started
-    models = {"dense_head": ray_train.evaluate(loc, lat.backbone, parts, n_classes, state, fit_s)}
+    head_result = ray_train.evaluate(loc, lat.backbone, parts, n_classes, state, fit_s)
+    models = {HEAD: head_result.to_dict()}
     with progress.console.status("baselines"):
         for result in ray.get([*pending, *pixel_refs]):
             models[result["name"]] = result
