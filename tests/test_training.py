@@ -253,3 +253,17 @@ def test_killed_training_resumes_only_under_the_same_config(tmp_path, cifar_arch
     assert params["epochs_run"] == 8 or params["stopped_early"]
     assert len(result["models"]["dense_head"]["history"]["loss"]) == params["epochs_run"]
     assert _runs(out) == {}  # finished: the next run starts fresh
+
+
+def test_training_runs_in_the_callers_ray_session_and_opens_none(tmp_path):
+    """The command layer opens Ray once (`run`: for extraction and training); a plan with
+    nothing to train returns no results and leaves Ray as it found it."""
+    import ray
+
+    from cifar_ray.config import TrainConfig
+    from cifar_ray.train import runner
+
+    cfg = TrainConfig(out=str(tmp_path), backbone="", pixel_baselines=False)
+    plan = runner.TrainingPlan(cfg, Location(str(tmp_path)), {}, {})
+    before = ray.is_initialized()  # a session-wide test Ray may be up already
+    assert runner.train_all(plan) == {} and ray.is_initialized() == before

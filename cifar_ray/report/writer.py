@@ -7,8 +7,6 @@ import html
 import json
 import time
 
-import numpy as np
-
 from cifar_ray.embed import fingerprint
 from cifar_ray.errors import UserError
 from cifar_ray.report import plots
@@ -59,20 +57,6 @@ def comparison(results: dict) -> list[dict]:
         row.update({name: m.test_accuracy for name, m in models_of(res).items()})
         rows.append(row)
     return rows
-
-
-def tsne_map(x: np.ndarray, y: np.ndarray, seed: int, n: int = 1000) -> dict:
-    """A seeded t-SNE of a test subsample, shaped like training's "embedding_2d"."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
-    pick = np.random.default_rng(seed).permutation(len(y))[:n]
-    pts = np.asarray(x[pick], dtype=np.float32)
-    if min(pts.shape) > 50:  # the usual PCA-to-50 first: faster, and less noise
-        pts = PCA(n_components=50, random_state=seed).fit_transform(pts)
-    perplexity = min(30.0, max(1.0, (len(pick) - 1) / 3))
-    coords = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(pts)
-    return {"method": "tsne", "xy": np.round(coords, 4).tolist(), "labels": y[pick].tolist()}
 
 
 def write(out: str) -> str:
