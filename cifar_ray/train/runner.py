@@ -112,7 +112,7 @@ def _start_pixel_baselines(cfg: TrainConfig, inputs: dict[str, dict]) -> dict[st
 def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=()) -> dict:
     import ray
 
-    refs = _share(lat.parts(cfg.val_fraction, cfg.seed))
+    refs = _share(splits.latent_parts(lat, cfg.val_fraction, cfg.seed))
     parts = {k: ray.get(ref) for k, ref in refs.items()}  # read-only views of shared memory
     n_classes = len(lat.classes)
     pending = []
