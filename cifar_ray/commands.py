@@ -87,13 +87,32 @@ def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
 
 def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
           write_report: bool = False) -> dict:  # fmt: skip
-    """With `write_report`, the cluster job ends where `run` does: OUT/report/."""
+    """Every store is checked before Ray starts; training runs in this command's Ray session
+    (or `run`'s, already open). With `write_report`, the cluster job ends where `run` does:
+    OUT/report/."""
     from cifar_ray.train import runner
 
-    results = runner.train_all(cfg, local=local, address=address, verbose=verbose)
+    plan = runner.prepare(cfg)
+    with ray_session(local, address, verbose):
+        from cifar_ray.cluster import check_out_is_shared
+
+        check_out_is_shared(cfg.out)  # the Ray Train worker writes the model to OUT
+        results = runner.train_all(plan)
+    _print_results(results)
     if write_report:
         report(cfg.out)
     return results
+
+
+def _print_results(results: dict[str, dict]) -> None:
+    from cifar_ray.train.results import models_of
+
+    rows = [
+        [backbone, name, m.accuracy["train"], m.accuracy["val"], m.test_accuracy, m.fit_s]
+        for backbone, res in results.items()
+        for name, m in models_of(res).items()
+    ]
+    progress.table("models", ["backbone", "model", "train", "val", "test", "fit s"], rows)
 
 
 def report(out: str) -> None:
@@ -113,6 +132,7 @@ def report(out: str) -> None:
 
 def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
         verbose: bool) -> None:  # fmt: skip
+    """One Ray session for extraction and training (each stage's own opens nothing more)."""
     with ray_session(local, address, verbose):
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted
@@ -121,9 +141,32 @@ def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | N
 
 
 def inspect(out: str) -> bool:
+    """Print what `store.checks` found; True when every store is whole."""
     from cifar_ray.store import checks
 
-    return checks.inspect(out)
+    found = checks.inspect(out)
+    rows = []
+    for store in found:
+        name, counts, problems = store.backbone, store.counts, store.problems
+        status = "ok" if store.ok else f"{len(problems)} bad"
+        # Strays do not make a store bad (training reads only what records name), but a
+        # reader of a split folder as a Parquet dataset would see their rows: say so.
+        for path in counts.get("strays", []):
+            progress.console.print(
+                f"[yellow]{name}[/yellow] stray file, not part of the result "
+                f"(the next extract removes it): {path}"
+            )
+        if counts.get("strays"):
+            status += f", {len(counts['strays'])} stray"
+        rows.append(
+            [name, *(counts.get(k) for k in ("shards", "rows", "dim", "fingerprint")), status]
+        )
+        for problem in problems:
+            progress.console.print(f"[red]{name}[/red] {problem}")
+    progress.table(
+        "feature stores", ["backbone", "shards", "rows", "dim", "fingerprint", "status"], rows
+    )
+    return all(store.ok for store in found)
 
 
 def list_backbones(files: bool = False) -> None:

@@ -16,7 +16,7 @@ from PIL import Image
 from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.extract import job
 from cifar_ray.report import writer
-from cifar_ray.train import baselines, metrics, runner
+from cifar_ray.train import baselines, maps, metrics
 from tests import cifar_files
 
 CLASSES = [c.decode() for c in cifar_files.CLASSES]
@@ -34,7 +34,7 @@ def _history(epochs: int, rng) -> dict[str, list[float]]:
 
 
 def _fake_model(name: str, kind: str, splits: dict, skill: float, rng, history=None) -> dict:
-    """Shaped like runner._evaluate_head / pixel_baselines.run: right with chance `skill`."""
+    """Shaped like ray_train.evaluate / pixel_baselines.run: right with chance `skill`."""
     preds = {}
     for k, (_, y) in splits.items():
         wrong = rng.random(len(y)) > skill
@@ -66,7 +66,7 @@ def _results(out: Path, backbone: str, dim: int, speed: float, seed: int, test_y
         "backbone": backbone, "fingerprint": f"{seed:016x}", "dim": dim, "classes": CLASSES,
         "sizes": SIZES, "train_config": as_dict(TrainConfig(out=str(out), backbone="")),
         "extraction": summary.__dict__, "models": models,
-        "embedding_2d": runner._pca_map(splits["test"], seed, n=80),
+        "embedding_2d": maps.pca_map(splits["test"], seed, n=80),
         "_test": splits["test"],
     }  # fmt: skip
 
@@ -96,7 +96,7 @@ def built(tmp_path_factory) -> tuple[Path, dict]:
         res = _results(out, backbone, dim, speed, seed, test_y)
         x, y = res.pop("_test")
         if backbone == "mobilenetv2":
-            res["embedding_tsne"] = writer.tsne_map(x, y, seed, n=80)
+            res["embedding_tsne"] = maps.tsne_map(x, y, seed, n=80)
         _write(out, res)
         written[backbone] = json.loads((out / "models" / backbone / "results.json").read_text())
     fp = {"backbone": "inceptionv3", "image_size": 75, "weights": {"name": "none", "seed": 0}}
@@ -204,8 +204,8 @@ def test_one_backbone_without_preview_still_reports(tmp_path, built):
 def test_tsne_map_is_seeded_and_shaped_like_the_pca_map():
     rng = np.random.default_rng(0)
     x, y = rng.normal(0, 1, (60, 8)).astype(np.float32), rng.integers(0, 10, 60)
-    first, again = writer.tsne_map(x, y, 3, n=40), writer.tsne_map(x, y, 3, n=40)
-    pca = runner._pca_map((x, y), 3, n=40)
+    first, again = maps.tsne_map(x, y, 3, n=40), maps.tsne_map(x, y, 3, n=40)
+    pca = maps.pca_map((x, y), 3, n=40)
     assert set(first) == set(pca) and first["method"] == "tsne"
     assert np.asarray(first["xy"]).shape == (40, 2) and len(first["labels"]) == 40
     assert first == again

@@ -114,3 +114,18 @@ def test_not_enough_space_is_refused_before_work(tmp_path):
 
     with pytest.raises(UserError, match="MB free, the features need"):
         locations.check_writable(Location(str(tmp_path)), str(tmp_path / "f"), need_bytes=10**18)
+
+
+def test_inspect_returns_what_it_found_and_prints_nothing(tmp_path, capsys):
+    from cifar_ray.store import checks
+    from cifar_ray.store.manifest import Manifest
+
+    shards = plan({"train": 20}, 10)
+    store, _, _ = _publish(tmp_path, shards[0])
+    Manifest("toy", "fp1", ["a"], {"train": 20}, None, 10).write(store)
+    (tmp_path / "features/toy/train/notes.parquet").write_bytes(b"not ours")
+    [found] = checks.inspect(str(tmp_path))
+    assert (found.backbone, found.ok, found.problems) == ("toy", False, ["train-00001: missing"])
+    assert found.counts["strays"] == [str(tmp_path / "features/toy/train/notes.parquet")]
+    assert (found.counts["shards"], found.counts["rows"], found.counts["dim"]) == (2, 20, 4)
+    assert capsys.readouterr() == ("", "")

@@ -50,7 +50,7 @@ def _toy_store(folder, sizes: dict[str, int], shard_size: int = 16):
 
 def test_latents_parts_read_once_into_views_of_one_array(tmp_path):
     lat = _toy_store(tmp_path, {"train": 100, "test": 40})
-    parts = lat.parts(0.2, seed=3)
+    parts = splits.latent_parts(lat, 0.2, seed=3)
     (x_fit, y_fit), (x_val, y_val) = parts["train"], parts["val"]
     assert np.shares_memory(x_fit, x_val) is False  # disjoint rows...
     assert x_fit.base is not None and x_fit.base is x_val.base  # ...of one decoded array
@@ -204,7 +204,7 @@ def test_ray_train_worker_reads_shared_memory_not_the_feature_files(ray_local, t
     from cifar_ray.train import ray_train, runner
 
     lat = _toy_store(tmp_path, {"train": 200, "test": 40})
-    refs = runner._share(lat.parts(0.2, seed=0))
+    refs = runner._share(splits.latent_parts(lat, 0.2, seed=0))
     for path in (tmp_path / "features").rglob("*.parquet"):
         path.unlink()  # read once, by the driver: the worker must not need them
     cfg = TrainConfig(out=str(tmp_path), epochs=2, batch_size=32, hidden=16, baselines=False)
@@ -253,3 +253,17 @@ def test_killed_training_resumes_only_under_the_same_config(tmp_path, cifar_arch
     assert params["epochs_run"] == 8 or params["stopped_early"]
     assert len(result["models"]["dense_head"]["history"]["loss"]) == params["epochs_run"]
     assert _runs(out) == {}  # finished: the next run starts fresh
+
+
+def test_training_runs_in_the_callers_ray_session_and_opens_none(tmp_path):
+    """The command layer opens Ray once (`run`: for extraction and training); a plan with
+    nothing to train returns no results and leaves Ray as it found it."""
+    import ray
+
+    from cifar_ray.config import TrainConfig
+    from cifar_ray.train import runner
+
+    cfg = TrainConfig(out=str(tmp_path), backbone="", pixel_baselines=False)
+    plan = runner.TrainingPlan(cfg, Location(str(tmp_path)), {}, {})
+    before = ray.is_initialized()  # a session-wide test Ray may be up already
+    assert runner.train_all(plan) == {} and ray.is_initialized() == before

@@ -8,16 +8,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cifar_ray.config import ExtractConfig
 from cifar_ray.embed import backbones, fingerprint, weights_cache
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
 from cifar_ray.source import cifar
-from cifar_ray.store import locations
+from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore, ShardRecord
 from cifar_ray.store.locations import Location
+from cifar_ray.store.manifest import Manifest
 from cifar_ray.store.shards import Shard, plan
+
+if TYPE_CHECKING:  # distributor imports Ray: only when there is work for it
+    from cifar_ray.extract.distributor import ShardPixels
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +123,7 @@ def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tu
     --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
     before anything is deleted."""
     fid = fingerprint.fingerprint_id(fields)
-    existing = store.read_json("fingerprint.json")
+    existing = store.read_fingerprint()
     if existing is None or existing.get("id") == fid:
         return fields, fid
     legacy = _legacy(store, existing, fields)
@@ -140,7 +145,7 @@ def _legacy(store: FeatureStore, existing: dict, fields: dict) -> dict | None:
     old = {k: v for k, v in fields.items() if k != "split_sizes"}
     if "split_sizes" in existing or existing.get("id") != fingerprint.fingerprint_id(old):
         return None
-    manifest = store.read_json("manifest.json") or {}
+    manifest = store.read_manifest() or {}
     return old if manifest.get("split_sizes") == fields["split_sizes"] else None
 
 
@@ -162,7 +167,7 @@ class ExtractionSummary:
 def execute(
     p: ExtractionPlan,
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
-    pixels: object | None = None,  # distributor.ShardPixels, shared between backbones
+    pixels: ShardPixels | None = None,  # shared between backbones
 ) -> ExtractionSummary:
     """Run the Ray part for the shards still to do, then record the manifest."""
     started = time.perf_counter()
@@ -175,7 +180,7 @@ def execute(
 
         def published(record: ShardRecord) -> None:
             if not claimed:  # the store is claimed by the first result, not before
-                p.store.write_json("fingerprint.json", {"id": p.fingerprint_id, **p.fingerprint})
+                p.store.write_fingerprint(p.fingerprint_id, p.fingerprint)
                 claimed.append(True)
             on_shard(record)
 
@@ -220,45 +225,21 @@ def _steady_rate(images: int, outcome) -> float:
     return round(images / max(1e-9, outcome.seconds - outcome.pool_ready_s), 2)
 
 
-def _throughput(p: ExtractionPlan, summary: ExtractionSummary | None) -> dict:
-    """The last run that embedded anything: a resumed run with nothing to do keeps it."""
-    if summary and summary.images:
-        keys = ("images", "seconds", "images_per_s", "steady_images_per_s", "first_shard_s")
-        return {k: getattr(summary, k) for k in keys}
-    previous = p.store.read_json("manifest.json") or {}
-    return previous.get("throughput", {})
-
-
 def write_preview(p: ExtractionPlan, n: int = 64) -> None:
     """The first test images, for the report's prediction grid (the report has no data dir)."""
-    import io
-
-    import numpy as np
-
     test = p.dataset.splits["test"]
-    buffer = io.BytesIO()
-    np.savez(buffer, images=test.images[:n], labels=test.labels[:n],
-             classes=np.array(p.dataset.classes))  # fmt: skip
-    locations.put_atomic(
-        p.store.loc, p.store.loc.path("samples", "test-preview.npz"), buffer.getvalue()
-    )
+    samples.write_preview(p.store.loc, test.images[:n], test.labels[:n], p.dataset.classes)
+
+
+def manifest(p: ExtractionPlan) -> Manifest:
+    """What this plan tells the store's manifest; the store decides what it records."""
+    return Manifest(
+        backbone=p.backbone.name, fingerprint=p.fingerprint_id, classes=list(p.dataset.classes),
+        split_sizes={k: len(v) for k, v in p.dataset.splits.items()},
+        data_dir=str(Path(p.cfg.data_dir).resolve()) if p.cfg.data_dir else None,
+        shard_size=p.cfg.shard_size,
+    )  # fmt: skip
 
 
 def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> None:
-    records = [p.store.record(s) for s in p.shards]
-    published = [r.__dict__ for r in records if r and r.fingerprint == p.fingerprint_id]
-    p.store.write_json(
-        "manifest.json",
-        {
-            "backbone": p.backbone.name,
-            "fingerprint": p.fingerprint_id,
-            "classes": list(p.dataset.classes),
-            "split_sizes": {k: len(v) for k, v in p.dataset.splits.items()},
-            "data_dir": str(Path(p.cfg.data_dir).resolve()) if p.cfg.data_dir else None,
-            "shard_size": p.cfg.shard_size,
-            "complete": len(published) == len(p.shards),
-            "shards": published,
-            "last_run": summary.__dict__ if summary else {},
-            "throughput": _throughput(p, summary),
-        },
-    )
+    manifest(p).write(p.store, summary.__dict__ if summary else None)

@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cifar_ray.train.results import HEAD, PIXEL_KIND, models_of
+
 DPI = 110
 WRONG, RIGHT = "#c62828", "#2e7d32"
-HEAD = "dense_head"
-PIXEL_KIND = "raw-pixel baseline"  # pixel_baselines.KIND: no extraction, so no speed
 
 
 def _png(fig) -> bytes:
@@ -207,18 +207,18 @@ def report_figures(metrics: dict, preview: dict | None) -> dict[str, bytes]:
 def _backbone_figures(
     b: str, res: dict, colors: dict, preview: dict | None
 ) -> Iterator[tuple[str, bytes]]:
-    classes, models = res["classes"], res["models"]
+    classes, models = res["classes"], models_of(res)
     head = models[HEAD]
-    scores = {n: m["accuracy"]["test"] for n, m in models.items()}
+    scores = {n: m.test_accuracy for n, m in models.items()}
     yield "accuracy", accuracy_bars(scores, colors, 1 / len(classes), f"{b}: test accuracy")
-    histories = {n: m["history"] for n, m in models.items() if m.get("history")}
+    histories = {n: m.history for n, m in models.items() if m.history}
     yield "learning-curves", learning_curves(histories, colors, f"{b}: learning curves")
-    yield "confusion", confusion(head["test"]["confusion"], classes, f"{b}: dense head, test")
-    recalls = {n: m["test"]["recall"] for n, m in models.items()}
+    yield "confusion", confusion(head.test["confusion"], classes, f"{b}: dense head, test")
+    recalls = {n: m.per_class for n, m in models.items()}
     yield "per-class", per_class(recalls, classes, f"{b}: per-class test accuracy")
     if preview is not None:
         yield "predictions", prediction_grid(
-            preview["images"], preview["labels"], head["sample_predictions"], classes,
+            preview["images"], preview["labels"], head.sample_predictions, classes,
             f"{b}: dense head on the first test images",
         )  # fmt: skip
     maps = embedding_sources(res)
@@ -230,8 +230,8 @@ def _speed_points(metrics: dict) -> tuple[list, dict]:
     for b, res in metrics["backbones"].items():
         speed = res["extraction"].get("images_per_s") or 0.0
         scores = {}
-        for name, m in res["models"].items():
-            target = flat if m.get("kind") == PIXEL_KIND else scores
-            target[name] = m["accuracy"]["test"]
+        for name, m in models_of(res).items():
+            target = flat if m.kind == PIXEL_KIND else scores
+            target[name] = m.test_accuracy
         points.append((b, speed, scores))
     return points, flat

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import time
-
-import numpy as np
 
 from cifar_ray.embed import fingerprint
 from cifar_ray.errors import UserError
 from cifar_ray.report import plots
-from cifar_ray.store import locations
+from cifar_ray.store import locations, samples
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.layout import PREVIEW, SAMPLES, Layout
 from cifar_ray.store.locations import Location
+from cifar_ray.train.results import HEAD, SPLITS, models_of
 
-HEAD = plots.HEAD
 Block = tuple  # ("h3", text) | ("p", text) | ("table", header, rows) | ("fig", figure name)
 EXTRACTION_ROWS = ("weights", "image_size", "preprocessing", "versions", "images", "seconds",
                    "images_per_s", "actors_replaced")  # fmt: skip
@@ -33,8 +32,9 @@ SECTIONS = {  # HTML id -> heading, in report order
 
 
 def collect(loc: Location) -> dict:
+    layout = Layout(loc)
     found = sorted(
-        p for p in locations.list_files(loc, loc.path("models")) if p.endswith("/results.json")
+        p for p in locations.list_files(loc, layout.models_dir()) if layout.is_results(p)
     )
     if not found:
         raise UserError(f"{loc.uri}: no trained models; run `cifar-ray train` first")
@@ -54,29 +54,14 @@ def comparison(results: dict) -> list[dict]:
             "images_per_s": res["extraction"].get("images_per_s"),
             "extraction_s": res["extraction"].get("seconds"),
         }
-        row.update({name: m["accuracy"]["test"] for name, m in res["models"].items()})
+        row.update({name: m.test_accuracy for name, m in models_of(res).items()})
         rows.append(row)
     return rows
-
-
-def tsne_map(x: np.ndarray, y: np.ndarray, seed: int, n: int = 1000) -> dict:
-    """A seeded t-SNE of a test subsample, shaped like training's "embedding_2d"."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
-    pick = np.random.default_rng(seed).permutation(len(y))[:n]
-    pts = np.asarray(x[pick], dtype=np.float32)
-    if min(pts.shape) > 50:  # the usual PCA-to-50 first: faster, and less noise
-        pts = PCA(n_components=50, random_state=seed).fit_transform(pts)
-    perplexity = min(30.0, max(1.0, (len(pick) - 1) / 3))
-    coords = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(pts)
-    return {"method": "tsne", "xy": np.round(coords, 4).tolist(), "labels": y[pick].tolist()}
 
 
 def write(out: str) -> str:
     loc = Location(out)
     results = collect(loc)
-    folder = loc.path("report")
     metrics = {
         "generated_unix": int(time.time()),
         "versions": fingerprint.versions(),
@@ -84,27 +69,19 @@ def write(out: str) -> str:
         "comparison": comparison(results),
         "feature_fingerprints": {b: _feature_fingerprint(loc, b) for b in results},
     }
-    locations.put_atomic(loc, f"{folder}/metrics.json", json.dumps(metrics, indent=1).encode())
-    figures = plots.report_figures(metrics, _preview(loc))
+    put = Layout(loc).report_file
+    locations.put_atomic(loc, put("metrics.json"), json.dumps(metrics, indent=1).encode())
+    figures = plots.report_figures(metrics, samples.read_preview(loc))
     for name, png in figures.items():
-        locations.put_atomic(loc, f"{folder}/{name}.png", png)
+        locations.put_atomic(loc, put(f"{name}.png"), png)
     sections = _sections(metrics, figures)
-    locations.put_atomic(loc, f"{folder}/report.md", _markdown(sections).encode())
-    locations.put_atomic(loc, f"{folder}/report.html", _html(sections, figures).encode())
-    return f"{folder}/report.html"
+    locations.put_atomic(loc, put("report.md"), _markdown(sections).encode())
+    locations.put_atomic(loc, put("report.html"), _html(sections, figures).encode())
+    return put("report.html")
 
 
 def _feature_fingerprint(loc: Location, backbone: str) -> dict:
-    raw = locations.get_bytes(loc, loc.path("features", backbone, "fingerprint.json"))
-    return json.loads(raw) if raw else {}
-
-
-def _preview(loc: Location) -> dict | None:
-    raw = locations.get_bytes(loc, loc.path("samples", "test-preview.npz"))
-    if raw is None:
-        return None
-    with np.load(io.BytesIO(raw), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    return FeatureStore(loc, backbone).read_fingerprint() or {}
 
 
 def _fmt(value, digits: int | None = 4) -> str:
@@ -138,13 +115,12 @@ def _sections(metrics: dict, figures: dict) -> list[tuple[str, str, list[Block]]
 
 
 def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
-    ranked = sorted(res["models"].items(), key=lambda kv: -kv[1]["accuracy"]["test"])
+    ranked = sorted(models_of(res).items(), key=lambda kv: -kv[1].test_accuracy)
     header = ["model", "kind", "train acc", "val acc", "test acc", "fit s", "infer s"]
     rows = [
-        [n, m.get("kind", ""), *(_fmt(m["accuracy"][k]) for k in ("train", "val", "test")),
-         _fmt(m["fit_s"], 1), _fmt(m["infer_s"], 2)]
+        [n, m.kind, *(_fmt(m.accuracy[k]) for k in SPLITS), _fmt(m.fit_s, 1), _fmt(m.infer_s, 2)]
         for n, m in ranked
-    ]  # fmt: skip
+    ]
     counts = ", ".join(f"{k} {v}" for k, v in res["sizes"].items())
     note = (
         f"Images: {counts}. Chance: {1 / len(res['classes']):.3f}. Model selection and early "
@@ -154,15 +130,15 @@ def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
 
 
 def _learning_blocks(b: str, res: dict, figures: dict) -> list[Block]:
-    flat = [n for n, m in res["models"].items() if not m.get("history")]
+    flat = [n for n, m in models_of(res).items() if not m.history]
     note = [("p", f"No per-epoch history (fitted in one go): {', '.join(flat)}.")] if flat else []
     return [("fig", f"{b}-learning-curves"), *note]
 
 
 def _per_class_blocks(b: str, res: dict, figures: dict) -> list[Block]:
-    models = res["models"]
+    models = models_of(res)
     rows = [
-        [c, *(_fmt(m["test"]["recall"][i], 3) for m in models.values())]
+        [c, *(_fmt(m.per_class[i], 3) for m in models.values())]
         for i, c in enumerate(res["classes"])
     ]
     return [("fig", f"{b}-per-class"), ("table", ["class", *models], rows)]
@@ -171,7 +147,7 @@ def _per_class_blocks(b: str, res: dict, figures: dict) -> list[Block]:
 def _prediction_blocks(b: str, res: dict, figures: dict) -> list[Block]:
     if f"{b}-predictions" in figures:
         return [("fig", f"{b}-predictions")]
-    return [("p", "No test preview (OUT/samples/test-preview.npz) was found.")]
+    return [("p", f"No test preview (OUT/{SAMPLES}/{PREVIEW}) was found.")]
 
 
 def _embedding_blocks(b: str, res: dict, figures: dict) -> list[Block]:

@@ -1,1 +1,2 @@
-"""Stage 4, store: feature files, records and manifest, storage locations, checks."""
+"""Stage 4, store: OUT's layout (layout.py), feature files and shard records, the manifest,
+the test preview, storage locations, and the checks behind `inspect`."""

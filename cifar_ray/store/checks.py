@@ -1,32 +1,33 @@
-"""`cifar-ray inspect`: check every feature store under OUT and say exactly what is wrong."""
+"""`cifar-ray inspect`: check every feature store under OUT and find exactly what is wrong
+(the command layer prints it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow.parquet as pq
 
-from cifar_ray import progress
 from cifar_ray.errors import UserError
 from cifar_ray.store import locations
 from cifar_ray.store.features import META_KEY, FeatureStore
+from cifar_ray.store.layout import MANIFEST, Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import plan
 
 
 def stores(loc: Location) -> list[str]:
-    names = {
-        p.split("/")[-2]
-        for p in locations.list_files(loc, loc.path("features"))
-        if p.endswith(("/manifest.json", "/fingerprint.json"))
-    }
-    return sorted(names)
+    """The backbones with a feature store under OUT (a manifest or a fingerprint)."""
+    layout = Layout(loc)
+    found = (layout.store_of(p) for p in locations.list_files(loc, layout.features_dir()))
+    return sorted({name for name in found if name})
 
 
 def check(store: FeatureStore) -> tuple[dict, list[str]]:
     """(counts, problems) for one backbone's store; counts["strays"] lists the files that
     are not part of the result (see `FeatureStore.strays`)."""
-    manifest = store.read_json("manifest.json")
+    manifest = store.read_manifest()
     if manifest is None:
-        return {}, ["no manifest.json: extraction never got past planning"]
+        return {}, [f"no {MANIFEST}: extraction never got past planning"]
     fid = manifest["fingerprint"]
     shards = plan(manifest["split_sizes"], manifest["shard_size"])
     problems = [f"{s.key}: {p}" for s in shards if (p := store.problem(s, fid))]
@@ -51,31 +52,24 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
     return counts, problems
 
 
-def inspect(out: str) -> bool:
+@dataclass(frozen=True)
+class StoreCheck:
+    """One backbone's store as `inspect` found it."""
+
+    backbone: str
+    counts: dict  # shards, rows, dim, fingerprint, strays (see `check`)
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Strays do not make a store bad: training reads only what records name."""
+        return not self.problems
+
+
+def inspect(out: str) -> list[StoreCheck]:
+    """Every store under OUT, checked; refuses an OUT without any."""
     loc = Location(out)
     names = stores(loc)
     if not names:
-        raise UserError(f"{out}: no feature stores under {loc.path('features')}")
-    rows, ok = [], True
-    for name in names:
-        counts, problems = check(FeatureStore(loc, name))
-        ok &= not problems
-        status = "ok" if not problems else f"{len(problems)} bad"
-        # Strays do not make a store bad (training reads only what records name), but a
-        # reader of a split folder as a Parquet dataset would see their rows: say so.
-        for path in counts.get("strays", []):
-            progress.console.print(
-                f"[yellow]{name}[/yellow] stray file, not part of the result "
-                f"(the next extract removes it): {path}"
-            )
-        if counts.get("strays"):
-            status += f", {len(counts['strays'])} stray"
-        rows.append(
-            [name, *(counts.get(k) for k in ("shards", "rows", "dim", "fingerprint")), status]
-        )
-        for problem in problems:
-            progress.console.print(f"[red]{name}[/red] {problem}")
-    progress.table(
-        "feature stores", ["backbone", "shards", "rows", "dim", "fingerprint", "status"], rows
-    )
-    return ok
+        raise UserError(f"{out}: no feature stores under {Layout(loc).features_dir()}")
+    return [StoreCheck(name, *check(FeatureStore(loc, name))) for name in names]

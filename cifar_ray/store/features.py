@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import uuid
 from dataclasses import asdict, dataclass
 
@@ -26,16 +25,22 @@ import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError
 from cifar_ray.store import locations
+from cifar_ray.store.layout import (
+    DATA_FILE,
+    FINGERPRINT,
+    MANIFEST,
+    RECORDS,
+    STORE_FILES,
+    Layout,
+    data_file_name,
+    shard_key,
+)
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import Shard
 
 log = logging.getLogger(__name__)
 
 META_KEY = b"cifar_ray"
-RECORDS = "_shards"
-TOP_FILES = ("fingerprint.json", "manifest.json")
-# What a record may name: the shard's own file, with an attempt id or (older stores) without.
-DATA_FILE = re.compile(r"part-(\d{5})(?:-([0-9a-f]{1,32}))?\.parquet")
 
 
 def schema(dim: int, metadata: dict | None = None) -> pa.Schema:
@@ -67,7 +72,7 @@ class ShardRecord:
 
     @property
     def key(self) -> str:
-        return f"{self.split}-{self.index:05d}"
+        return shard_key(self.split, self.index)
 
 
 @dataclass(frozen=True)
@@ -86,11 +91,12 @@ class FeatureStore:
     def __init__(self, loc: Location, backbone: str):
         self.loc = loc
         self.backbone = backbone
-        self.dir = loc.path("features", backbone)
+        self.layout = Layout(loc)
+        self.dir = self.layout.store_dir(backbone)
 
     def file_path(self, shard: Shard, file: str = "") -> str:
         """Where a data file of this shard lives; "" is the fixed name older stores used."""
-        return f"{self.dir}/{shard.split}/{file or shard.file_name}"
+        return self.layout.data_file(self.backbone, shard.split, file or shard.file_name)
 
     def data_path(self, shard: Shard) -> str:
         """The file the shard's record names: the only data file a reader may trust."""
@@ -100,7 +106,7 @@ class FeatureStore:
         return self.file_path(shard, record.file)
 
     def record_path(self, shard: Shard) -> str:
-        return f"{self.dir}/{RECORDS}/{shard.key}.json"
+        return self.layout.record(self.backbone, shard.key)
 
     # --- writing -------------------------------------------------------------------------
     def publish(
@@ -117,7 +123,7 @@ class FeatureStore:
         if features.shape[0] != shard.rows or labels.shape[0] != shard.rows:
             raise ValueError(f"{shard.key}: expected {shard.rows} rows, got {features.shape[0]}")
         data = encode(np.arange(shard.start, shard.stop), labels, features, metadata)
-        file = f"part-{shard.index:05d}-{uuid.uuid4().hex[:16]}.parquet"
+        file = data_file_name(shard.index, uuid.uuid4().hex[:16])
         locations.put_atomic(self.loc, self.file_path(shard, file), data)
         return Attempt(shard, file, hashlib.sha256(data).hexdigest(), metadata["fingerprint"])
 
@@ -133,12 +139,25 @@ class FeatureStore:
         return record
 
     def write_json(self, name: str, payload: dict) -> None:
+        """One of the store's own files (`manifest.json`, `fingerprint.json`), atomically."""
         body = json.dumps(payload, indent=1, sort_keys=True).encode()
         locations.put_atomic(self.loc, f"{self.dir}/{name}", body)
 
     def read_json(self, name: str) -> dict | None:
         raw = locations.get_bytes(self.loc, f"{self.dir}/{name}")
         return None if raw is None else json.loads(raw)
+
+    def read_manifest(self) -> dict | None:
+        """The manifest (see `store.manifest`), None before extraction planned this store."""
+        return self.read_json(MANIFEST)
+
+    def read_fingerprint(self) -> dict | None:
+        """Everything that determines the feature values, with its "id"; None when unclaimed."""
+        return self.read_json(FINGERPRINT)
+
+    def write_fingerprint(self, fingerprint_id: str, fields: dict) -> None:
+        """Claims the store for these settings: written with the first published shard."""
+        self.write_json(FINGERPRINT, {"id": fingerprint_id, **fields})
 
     # --- reading and checking ------------------------------------------------------------
     def record(self, shard: Shard) -> ShardRecord | None:
@@ -184,7 +203,7 @@ class FeatureStore:
         records, data = [], []
         for path in locations.list_files(self.loc, self.dir):
             rel = path[len(self.dir) + 1 :]
-            if rel in TOP_FILES or locations.TMP_MARK in rel.rpartition("/")[2]:
+            if rel in STORE_FILES or locations.TMP_MARK in rel.rpartition("/")[2]:
                 continue
             if rel.startswith(f"{RECORDS}/"):
                 if path not in planned:

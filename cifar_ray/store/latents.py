@@ -10,7 +10,6 @@ from cifar_ray.errors import UserError
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import Shard, plan
-from cifar_ray.train import splits
 
 
 @dataclass(frozen=True)
@@ -32,18 +31,17 @@ class Latents:
         """(N, dim) float32 in id order."""
         return self.store.read_split(self.shards[split])[0]
 
-    def parts(self, fraction: float, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """splits.parts for these features: train is decoded straight into fit-then-validation
-        order, so "train" and "val" are views of one array and nothing is copied afterwards."""
-        order, n_fit = splits.fit_then_val(self.y["train"], fraction, seed)
-        x, y = self.store.read_split(self.shards["train"], order)
-        return splits.views(x, y, n_fit, (self.features("test"), self.y["test"]))
+    def read(self, split: str, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(features, labels) with row i the image `order[i]` (id order by default), each
+        shard decoded straight into its rows: how training gets fit-then-validation order
+        without a copy (`train.splits.latent_parts`)."""
+        return self.store.read_split(self.shards[split], order)
 
 
 def load(loc: Location, backbone: str) -> Latents:
     """Refuse an incomplete store or one that mixes fingerprints, naming the shards."""
     store = FeatureStore(loc, backbone)
-    manifest = store.read_json("manifest.json")
+    manifest = store.read_manifest()
     if manifest is None:
         raise UserError(f"{store.dir}: no features here; run `cifar-ray extract` first")
     shards = plan(manifest["split_sizes"], manifest["shard_size"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cifar_ray.store.layout import data_file_name, shard_key
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -14,7 +16,7 @@ class Shard:
 
     @property
     def key(self) -> str:
-        return f"{self.split}-{self.index:05d}"
+        return shard_key(self.split, self.index)
 
     @property
     def rows(self) -> int:
@@ -22,7 +24,7 @@ class Shard:
 
     @property
     def file_name(self) -> str:
-        return f"part-{self.index:05d}.parquet"
+        return data_file_name(self.index)  # the fixed name of older stores
 
 
 def plan(split_sizes: dict[str, int], shard_size: int) -> list[Shard]:

@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from cifar_ray.train import metrics
+from cifar_ray.train.results import BASELINE_KIND, ModelResult
 
 # name -> (estimator for a hyper-parameter value, the parameter's name, values to try)
 CANDIDATES: dict[str, tuple[Callable, str, tuple]] = {
@@ -43,7 +44,8 @@ def select(
 
 
 def run(name: str, fit: tuple, val: tuple, test: tuple, n_classes: int) -> dict:
-    """Select on (fit, val), then report train/val/test accuracy of the chosen model."""
+    """Select on (fit, val), then report train/val/test accuracy of the chosen model: a
+    `ModelResult.to_dict()` (a Ray task returns plain data)."""
     started = time.perf_counter()
     model, params = select(name, *fit, *val)
     fit_s = time.perf_counter() - started
@@ -51,17 +53,12 @@ def run(name: str, fit: tuple, val: tuple, test: tuple, n_classes: int) -> dict:
     started = time.perf_counter()
     test_pred = model.predict(test[0])
     infer_s = time.perf_counter() - started
-    return {
-        "name": name,
-        "kind": "baseline",
-        "params": params,
-        "accuracy": {
-            "train": metrics.accuracy(fit[1], model.predict(fit[0])),
-            "val": params["val_scores"][str(chosen)],  # scored during selection
-            "test": metrics.accuracy(test[1], test_pred),
-        },
-        "test": metrics.evaluate(test[1], test_pred, n_classes),
-        "fit_s": round(fit_s, 3),
-        "infer_s": round(infer_s, 3),
-        "sample_predictions": test_pred[:64].tolist(),
+    accuracy = {
+        "train": metrics.accuracy(fit[1], model.predict(fit[0])),
+        "val": params["val_scores"][str(chosen)],  # scored during selection
+        "test": metrics.accuracy(test[1], test_pred),
     }
+    return ModelResult.scored(
+        name, BASELINE_KIND, params, accuracy, test[1], test_pred, n_classes,
+        fit_s=fit_s, infer_s=infer_s,
+    ).to_dict()  # fmt: skip

@@ -8,8 +8,9 @@ from collections.abc import Callable
 import numpy as np
 
 from cifar_ray.train import metrics
+from cifar_ray.train.results import PIXEL_KIND, ModelResult
 
-KIND = "raw-pixel baseline"
+KIND = PIXEL_KIND
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
@@ -120,18 +121,12 @@ def run(
     started = time.perf_counter()
     test_pred = _predict(model, test[0])
     infer_s = time.perf_counter() - started
-    return {
-        "name": name,
-        "kind": KIND,
-        "params": params,
-        "accuracy": {
-            "train": metrics.accuracy(train[1], _predict(model, train[0])),
-            "val": metrics.accuracy(val[1], _predict(model, val[0])),
-            "test": metrics.accuracy(test[1], test_pred),
-        },
-        "test": metrics.evaluate(test[1], test_pred, n_classes),
-        "history": history,
-        "fit_s": round(fit_s, 3),
-        "infer_s": round(infer_s, 3),
-        "sample_predictions": test_pred[:64].tolist(),
+    accuracy = {
+        "train": metrics.accuracy(train[1], _predict(model, train[0])),
+        "val": metrics.accuracy(val[1], _predict(model, val[0])),
+        "test": metrics.accuracy(test[1], test_pred),
     }
+    return ModelResult.scored(
+        name, KIND, params, accuracy, test[1], test_pred, n_classes, fit_s=fit_s,
+        infer_s=infer_s, history=history,
+    ).to_dict()  # fmt: skip

@@ -15,8 +15,10 @@ import pyarrow.fs as pafs
 from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.errors import UserError
 from cifar_ray.store import latents, locations
+from cifar_ray.store.layout import Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.train import head, metrics
+from cifar_ray.train.results import HEAD, HEAD_KIND, ModelResult
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +26,6 @@ log = logging.getLogger(__name__)
 # options, paths) do not, so changing them still resumes.
 MODEL_FIELDS = ("hidden", "dropout", "learning_rate", "epochs", "batch_size", "patience",
                 "val_fraction", "seed")  # fmt: skip
-
-
-def model_dir(loc: Location, backbone: str) -> str:
-    return loc.path("models", backbone)
 
 
 def run_key(cfg: TrainConfig, lat: latents.Latents) -> str:
@@ -57,7 +55,7 @@ def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref)
     key = run_key(cfg, lat)
     name = run_name(lat.backbone, key)
     _remove_other_runs(loc, lat.backbone, keep=name)
-    storage_path = loc.path("train-runs") if loc.is_local else f"{loc.uri}/train-runs"
+    layout = Layout(loc)
     trainer = TensorflowTrainer(
         _train_loop,
         train_loop_config={
@@ -71,13 +69,13 @@ def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref)
         scaling_config=ScalingConfig(num_workers=1, use_gpu=gpus),
         run_config=RunConfig(
             name=name,
-            storage_path=storage_path,
+            storage_path=layout.train_runs_storage(),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
         ),
     )
     trainer.fit()
-    state_raw = locations.get_bytes(loc, f"{model_dir(loc, lat.backbone)}/state.json")
-    locations.delete_dir(loc, f"{loc.root}/train-runs/{name}")  # done: next run starts fresh
+    state_raw = locations.get_bytes(loc, layout.head_state(lat.backbone))
+    locations.delete_dir(loc, layout.train_run(name))  # done: next run starts fresh
     return json.loads(state_raw)
 
 
@@ -86,7 +84,7 @@ def _remove_other_runs(loc: Location, backbone: str, keep: str) -> None:
     its checkpoints. Names are `head-<backbone>-<key>`; a key has no dash, so another
     backbone whose name starts with this one's is left alone."""
     prefix = run_name(backbone, "")
-    selector = pafs.FileSelector(f"{loc.root}/train-runs", allow_not_found=True)
+    selector = pafs.FileSelector(Layout(loc).train_runs(), allow_not_found=True)
     for info in loc.fs.get_file_info(selector):
         name = info.base_name
         stale = name.startswith(prefix) and "-" not in name[len(prefix) :] and name != keep
@@ -140,10 +138,10 @@ def _train_loop(config: dict) -> None:
         seed=cfg.seed, state=state, on_epoch=on_epoch,
     )  # fmt: skip
     model.load_weights(best)
-    out = model_dir(loc, config["backbone"])
+    layout, backbone = Layout(loc), config["backbone"]
     model.save(work / "head.keras")
-    locations.put_atomic(loc, f"{out}/head.keras", (work / "head.keras").read_bytes())
-    locations.put_atomic(loc, f"{out}/state.json", json.dumps(state.__dict__).encode())
+    locations.put_atomic(loc, layout.head(backbone), (work / "head.keras").read_bytes())
+    locations.put_atomic(loc, layout.head_state(backbone), json.dumps(state.__dict__).encode())
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -157,9 +155,10 @@ def load_head(loc: Location, backbone: str):
     configure_tensorflow()
     import keras
 
-    raw = locations.get_bytes(loc, f"{model_dir(loc, backbone)}/head.keras")
+    path = Layout(loc).head(backbone)
+    raw = locations.get_bytes(loc, path)
     if raw is None:
-        raise UserError(f"{model_dir(loc, backbone)}: no trained model; run `cifar-ray train`")
+        raise UserError(f"{Layout(loc).models(backbone)}: no trained model; run `cifar-ray train`")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "head.keras"
         path.write_bytes(raw)
@@ -170,7 +169,9 @@ def predict(model, x: np.ndarray) -> np.ndarray:
     return np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
 
 
-def evaluate(loc, backbone, parts, n_classes, state, fit_s) -> dict:
+def evaluate(
+    loc: Location, backbone: str, parts: dict, n_classes: int, state: dict, fit_s: float
+) -> ModelResult:
     """Accuracy comes from the saved model itself, so it reproduces exactly on reload."""
     model = load_head(loc, backbone)
     preds, seconds = {}, {}
@@ -178,21 +179,15 @@ def evaluate(loc, backbone, parts, n_classes, state, fit_s) -> dict:
         started = time.perf_counter()
         preds[split] = predict(model, x)
         seconds[split] = time.perf_counter() - started
-    infer_s = seconds["test"]
-    return {
-        "name": "dense_head",
-        "kind": "dense-head (Ray Train)",
-        "params": {
-            "best_epoch": state["best_epoch"],
-            "epochs_run": state["epoch"],
-            "resumed_from": state["resumed_from"],
-            "run_key": state.get("run_key"),
-            "stopped_early": state["stopped_early"],
-        },
-        "accuracy": {k: metrics.accuracy(parts[k][1], p) for k, p in preds.items()},
-        "test": metrics.evaluate(parts["test"][1], preds["test"], n_classes),
-        "history": state["history"],
-        "fit_s": round(fit_s, 3),
-        "infer_s": round(infer_s, 3),
-        "sample_predictions": preds["test"][:64].tolist(),
+    params = {
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
+        "resumed_from": state["resumed_from"],
+        "run_key": state.get("run_key"),
+        "stopped_early": state["stopped_early"],
     }
+    accuracy = {k: metrics.accuracy(parts[k][1], p) for k, p in preds.items()}
+    return ModelResult.scored(
+        HEAD, HEAD_KIND, params, accuracy, parts["test"][1], preds["test"], n_classes,
+        fit_s=fit_s, infer_s=seconds["test"], history=state["history"],
+    )  # fmt: skip

@@ -1,44 +1,62 @@
-"""Training on Ray: the dense head through Ray Train, baselines as parallel Ray tasks."""
+"""Training on Ray: the dense head through Ray Train, baselines as parallel Ray tasks.
+
+`prepare` checks every store before Ray starts; `train_all` runs in the Ray session the
+command layer opened and returns the results, which the command layer prints."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from cifar_ray import progress
-from cifar_ray.cluster import check_out_is_shared
 from cifar_ray.config import TrainConfig, as_dict
 from cifar_ray.errors import UserError
-from cifar_ray.ray_runtime import ray_session
 from cifar_ray.store import checks, latents, locations
+from cifar_ray.store.layout import Layout
 from cifar_ray.store.locations import Location
-from cifar_ray.train import baselines, pixel_baselines, ray_train, splits
+from cifar_ray.train import baselines, maps, pixel_baselines, ray_train, splits
+from cifar_ray.train.results import HEAD
 
 log = logging.getLogger(__name__)
 
 
-def train_all(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool) -> dict:
-    """Validate every store first (a clear refusal beats a failed Ray job), then train each."""
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Every store loaded and checked, and the pixels for the raw-pixel baselines: made before
+    Ray starts, because a clear refusal beats a failed Ray job."""
+
+    cfg: TrainConfig
+    loc: Location
+    loaded: dict[str, latents.Latents]
+    pixels: dict[str, dict]  # split sizes (_split_key) -> the images behind the latents
+
+
+def prepare(cfg: TrainConfig) -> TrainingPlan:
+    """The stores named by --backbone (all under OUT when none is named), checked."""
     loc = Location(cfg.out)
     names = [n for n in cfg.backbone.split(",") if n] or checks.stores(loc)
     if not names:
         raise UserError(f"{loc.uri}: no feature stores; run `cifar-ray extract` first")
     loaded = {name: latents.load(loc, name) for name in names}
     pixels = pixel_inputs(cfg, loaded) if cfg.pixel_baselines else {}
-    results = {}
-    with ray_session(local, address, verbose):
-        check_out_is_shared(cfg.out)  # the Ray Train worker writes the model to OUT
-        pixel_refs = _start_pixel_baselines(cfg, pixels)
-        for name, lat in loaded.items():
-            results[name] = train_one(cfg, loc, lat, pixel_refs.get(_layout(lat), []))
-    _print_results(results)
-    return results
+    return TrainingPlan(cfg, loc, loaded, pixels)
 
 
-def _layout(lat: latents.Latents) -> str:
+def train_all(plan: TrainingPlan) -> dict[str, dict]:
+    """Train every store of the plan, in the Ray session the caller opened; backbone ->
+    results (as results.json holds them)."""
+    pixel_refs = _start_pixel_baselines(plan.cfg, plan.pixels)
+    return {
+        name: train_one(plan.cfg, plan.loc, lat, pixel_refs.get(_split_key(lat), []))
+        for name, lat in plan.loaded.items()
+    }
+
+
+def _split_key(lat: latents.Latents) -> str:
     return json.dumps(lat.manifest["split_sizes"], sort_keys=True)
 
 
@@ -62,7 +80,7 @@ def pixel_inputs(cfg: TrainConfig, loaded: dict[str, latents.Latents]) -> dict[s
         if any(not np.array_equal(y[k], lat.y[k]) for k in sizes):
             raise UserError(f"{source}: labels differ from the {lat.backbone} features; "
                             "pass the --data-dir used for extraction")  # fmt: skip
-        inputs[_layout(lat)] = {
+        inputs[_split_key(lat)] = {
             **splits.parts(x, y, cfg.val_fraction, cfg.seed),
             "n_classes": len(lat.classes),
         }
@@ -74,9 +92,9 @@ def _start_pixel_baselines(cfg: TrainConfig, inputs: dict[str, dict]) -> dict[st
 
     task = ray.remote(num_cpus=1)(pixel_baselines.run)
     refs = {}
-    for layout, p in inputs.items():
+    for key, p in inputs.items():
         put = {k: ray.put(p[k]) for k in ("train", "val", "test")}
-        refs[layout] = [
+        refs[key] = [
             task.remote(
                 name,
                 put["train"],
@@ -94,7 +112,7 @@ def _start_pixel_baselines(cfg: TrainConfig, inputs: dict[str, dict]) -> dict[st
 def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=()) -> dict:
     import ray
 
-    refs = _share(lat.parts(cfg.val_fraction, cfg.seed))
+    refs = _share(splits.latent_parts(lat, cfg.val_fraction, cfg.seed))
     parts = {k: ray.get(ref) for k, ref in refs.items()}  # read-only views of shared memory
     n_classes = len(lat.classes)
     pending = []
@@ -108,7 +126,8 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
         started = time.perf_counter()
         state = ray_train.fit(cfg, loc, lat, refs["train"], refs["val"])
         fit_s = time.perf_counter() - started
-    models = {"dense_head": ray_train.evaluate(loc, lat.backbone, parts, n_classes, state, fit_s)}
+    head_result = ray_train.evaluate(loc, lat.backbone, parts, n_classes, state, fit_s)
+    models = {HEAD: head_result.to_dict()}
     with progress.console.status("baselines"):
         for result in ray.get([*pending, *pixel_refs]):
             models[result["name"]] = result
@@ -121,14 +140,12 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
         "train_config": as_dict(cfg),
         "extraction": lat.manifest.get("throughput", {}),
         "models": models,
-        "embedding_2d": _pca_map(parts["test"], cfg.seed),
+        "embedding_2d": maps.pca_map(parts["test"], cfg.seed),
     }
     if cfg.tsne:
-        from cifar_ray.report.writer import tsne_map
-
-        result["embedding_tsne"] = tsne_map(*parts["test"], cfg.seed)
+        result["embedding_tsne"] = maps.tsne_map(*parts["test"], cfg.seed)
     body = json.dumps(result, indent=1).encode()
-    locations.put_atomic(loc, f"{ray_train.model_dir(loc, lat.backbone)}/results.json", body)
+    locations.put_atomic(loc, Layout(loc).results(lat.backbone), body)
     return result
 
 
@@ -139,21 +156,3 @@ def _share(parts: dict[str, tuple]) -> dict:
     import ray
 
     return {k: ray.put(v) for k, v in parts.items()}
-
-
-def _pca_map(test: tuple[np.ndarray, np.ndarray], seed: int, n: int = 2000) -> dict:
-    from sklearn.decomposition import PCA
-
-    x, y = test
-    pick = np.random.default_rng(seed).permutation(len(y))[:n]
-    coords = PCA(n_components=2, random_state=seed).fit_transform(x[pick])
-    return {"method": "pca", "xy": np.round(coords, 4).tolist(), "labels": y[pick].tolist()}
-
-
-def _print_results(results: dict) -> None:
-    rows = []
-    for backbone, res in results.items():
-        for name, m in res["models"].items():
-            acc = m["accuracy"]
-            rows.append([backbone, name, acc["train"], acc["val"], acc["test"], m["fit_s"]])
-    progress.table("models", ["backbone", "model", "train", "val", "test", "fit s"], rows)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+if TYPE_CHECKING:
+    from cifar_ray.store.latents import Latents
 
 
 def train_val_indices(labels: np.ndarray, fraction: float, seed: int):
@@ -39,3 +44,11 @@ def parts(x: dict, y: dict, fraction: float, seed: int) -> dict[str, tuple]:
     arrays in id order (one gather of train)."""
     order, n_fit = fit_then_val(y["train"], fraction, seed)
     return views(x["train"][order], y["train"][order], n_fit, (x["test"], y["test"]))
+
+
+def latent_parts(lat: Latents, fraction: float, seed: int) -> dict[str, tuple]:
+    """`parts` for a feature store: train is decoded straight into fit-then-validation order,
+    so "train" and "val" are views of one array and nothing is copied afterwards."""
+    order, n_fit = fit_then_val(lat.y["train"], fraction, seed)
+    x, y = lat.read("train", order)
+    return views(x, y, n_fit, (lat.features("test"), lat.y["test"]))
