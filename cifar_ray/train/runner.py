@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cifar_ray import progress
-from cifar_ray.config import TrainConfig, as_dict
+from cifar_ray.config import TrainConfig, as_dict, backbone_names
 from cifar_ray.errors import UserError
 from cifar_ray.store import checks, latents, locations
 from cifar_ray.store.layout import Layout
@@ -38,7 +38,7 @@ class TrainingPlan:
 def prepare(cfg: TrainConfig) -> TrainingPlan:
     """The stores named by --backbone (all under OUT when none is named), checked."""
     loc = Location(cfg.out)
-    names = [n for n in cfg.backbone.split(",") if n] or checks.stores(loc)
+    names = backbone_names(cfg.backbone, required=False) or checks.stores(loc)
     if not names:
         raise UserError(f"{loc.uri}: no feature stores; run `cifar-ray extract` first")
     loaded = {name: latents.load(loc, name) for name in names}
