@@ -15,30 +15,15 @@ import queue
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from cifar_ray import cifar, pipeline
-from cifar_ray.config import ExtractConfig
-from cifar_ray.embedder import EmbedderSpec
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    data_dir: str | None = None
-    backbone: str = "inceptionv3"
-    weights: str = "none"  # the speed of random and ImageNet weights is the same
-    image_size: int | None = None
-    images: int = 300  # train first, then test, in source order
-    batch_size: int = 0  # 0: the embedder's choice for the device and size
-    shard_size: int = 256
-    actors: int | None = None
-    precision: str = "float32"
-    xla: bool = False
-    seed: int = 0
-    rounds: int = 2  # each side runs this many times; the best counts (load on a shared box)
+from cifar_ray.config import BenchConfig, ExtractConfig
+from cifar_ray.embed.embedder import EmbedderSpec
+from cifar_ray.extract import job
+from cifar_ray.source import cifar
 
 
 def first_images(dataset: cifar.Dataset, n: int) -> cifar.Dataset:
@@ -53,8 +38,8 @@ def first_images(dataset: cifar.Dataset, n: int) -> cifar.Dataset:
 def _baseline(spec: EmbedderSpec, images_path: str, out_path: str, requests, replies) -> None:
     """Child process, no Ray: the same model through Keras `predict` and through the same
     compiled call the actors use, both warmed up; one timed run of each per request."""
-    from cifar_ray.embedder import Embedder
-    from cifar_ray.tfsetup import configure_tensorflow
+    from cifar_ray.embed.embedder import Embedder
+    from cifar_ray.embed.tfsetup import configure_tensorflow
 
     configure_tensorflow()
     images = np.load(images_path)
@@ -160,7 +145,7 @@ def run(cfg: BenchConfig) -> dict:
     images = np.concatenate([s.images for s in dataset.splits.values()])
     with tempfile.TemporaryDirectory(prefix="cifar-ray-bench-") as tmp:
         # A fresh store per round, so every round embeds every image.
-        plans = [pipeline.prepare(_extract_config(cfg, f"{tmp}/round-{i}"), dataset)
+        plans = [job.prepare(_extract_config(cfg, f"{tmp}/round-{i}"), dataset)
                  for i in range(cfg.rounds)]  # fmt: skip
         baseline = Baseline(plans[0].spec, images, tmp)
         try:
@@ -205,7 +190,7 @@ def _rounds(baseline: Baseline, plans: list) -> tuple[list, list, float, int]:
             started = time.perf_counter()
             with ray_session(local=True):
                 init_s.append(time.perf_counter() - started)
-                summaries.append(pipeline.execute(plan))
+                summaries.append(job.execute(plan))
     return base, summaries, init_s[0], memory.peak
 
 
@@ -217,7 +202,7 @@ def _extract_config(cfg: BenchConfig, out: str) -> ExtractConfig:
     )  # fmt: skip
 
 
-def _stored_features(plan: pipeline.ExtractionPlan) -> np.ndarray:
+def _stored_features(plan: job.ExtractionPlan) -> np.ndarray:
     """All splits, in the order the baseline saw the images (train, then test)."""
     parts = []
     for split in plan.dataset.splits:

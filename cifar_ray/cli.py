@@ -9,8 +9,16 @@ from typing import Annotated
 
 import typer
 
-from cifar_ray.config import DEFAULT_OUT, ExtractConfig, TrainConfig, parse_image_sizes
+from cifar_ray.config import (
+    DEFAULT_OUT,
+    BenchConfig,
+    ExtractConfig,
+    TrainConfig,
+    parse_image_sizes,
+)
 from cifar_ray.errors import ExtractionFailed, StorageError, UserError
+
+X, T, B = ExtractConfig, TrainConfig, BenchConfig  # every option's default is one of theirs
 
 app = typer.Typer(
     add_completion=False,
@@ -77,21 +85,21 @@ def _extract_config(image_size: str | None, **fields) -> ExtractConfig:
 
 @app.command()
 def extract(
-    out: Out = DEFAULT_OUT,
-    data_dir: DataDir = None,
-    backbone: Backbone = "inceptionv3",
-    weights: Weights = "imagenet",
-    image_size: ImageSize = None,
-    limit: Limit = None,
-    batch_size: BatchSize = 0,
-    precision: Precision = "float32",
-    xla: Xla = False,
-    shard_size: ShardSize = 1024,
-    seed: Seed = 0,
-    actors: Actors = None,
-    gpus_per_actor: GpusPerActor = 1.0,
-    max_retries: MaxRetries = 3,
-    overwrite: Overwrite = False,
+    out: Out = X.out,
+    data_dir: DataDir = X.data_dir,
+    backbone: Backbone = X.backbone,
+    weights: Weights = X.weights,
+    image_size: ImageSize = None,  # X.image_size and X.image_size_overrides, as one text
+    limit: Limit = X.limit,
+    batch_size: BatchSize = X.batch_size,
+    precision: Precision = X.precision,
+    xla: Xla = X.xla,
+    shard_size: ShardSize = X.shard_size,
+    seed: Seed = X.seed,
+    actors: Actors = X.actors,
+    gpus_per_actor: GpusPerActor = X.gpus_per_actor,
+    max_retries: MaxRetries = X.max_retries,
+    overwrite: Overwrite = X.overwrite,
     local: Local = False,
     address: Address = None,
 ) -> None:
@@ -109,24 +117,26 @@ def extract(
 
 @app.command()
 def train(
-    out: Out = DEFAULT_OUT,
+    out: Out = T.out,
     backbone: Annotated[
-        str | None, typer.Option(help="Backbone(s) to train on (default: all).")
-    ] = None,
-    epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Dense head batch size.")] = 128,
-    hidden: Annotated[int, typer.Option(help="Dense head hidden units.")] = 1024,
-    dropout: Annotated[float, typer.Option(help="Dense head dropout.")] = 0.5,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
-    val_fraction: Annotated[float, typer.Option(help="Validation share of train.")] = 0.1,
-    seed: Seed = 0,
-    baselines: Annotated[bool, typer.Option(help="Also fit scikit-learn baselines.")] = True,
-    pixel_baselines: PixelBaselines = True,
-    pixel_epochs: PixelEpochs = 5,
+        str, typer.Option(help="Backbone(s) to train on, comma-separated (default: all).")
+    ] = T.backbone,
+    epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = T.epochs,
+    batch_size: Annotated[int, typer.Option(help="Dense head batch size.")] = T.batch_size,
+    hidden: Annotated[int, typer.Option(help="Dense head hidden units.")] = T.hidden,
+    dropout: Annotated[float, typer.Option(help="Dense head dropout.")] = T.dropout,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = T.learning_rate,
+    val_fraction: Annotated[
+        float, typer.Option(help="Validation share of train.")
+    ] = T.val_fraction,
+    seed: Seed = T.seed,
+    baselines: Annotated[bool, typer.Option(help="Also fit scikit-learn baselines.")] = T.baselines,
+    pixel_baselines: PixelBaselines = T.pixel_baselines,
+    pixel_epochs: PixelEpochs = T.pixel_epochs,
     data_dir: Annotated[
         str | None, typer.Option(help="Pixels for raw-pixel baselines (default: as extracted).")
-    ] = None,
-    tsne: Tsne = False,
+    ] = T.data_dir,
+    tsne: Tsne = T.tsne,
     write_report: Annotated[
         bool, typer.Option("--report/--no-report", help="Then write OUT/report/ (jobs/train.py).")
     ] = False,
@@ -137,7 +147,7 @@ def train(
     from cifar_ray import commands
 
     cfg = TrainConfig(
-        out=out, backbone=backbone or "", epochs=epochs, batch_size=batch_size, hidden=hidden,
+        out=out, backbone=backbone, epochs=epochs, batch_size=batch_size, hidden=hidden,
         dropout=dropout, learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
         baselines=baselines, pixel_baselines=pixel_baselines, pixel_epochs=pixel_epochs,
         data_dir=data_dir, tsne=tsne,
@@ -157,25 +167,25 @@ def report(out: Out = DEFAULT_OUT) -> None:
 
 @app.command()
 def run(
-    out: Out = DEFAULT_OUT,
-    data_dir: DataDir = None,
-    backbone: Backbone = "inceptionv3",
-    weights: Weights = "imagenet",
-    image_size: ImageSize = None,
-    limit: Limit = None,
-    batch_size: BatchSize = 0,
-    precision: Precision = "float32",
-    xla: Xla = False,
-    shard_size: ShardSize = 1024,
-    seed: Seed = 0,
-    actors: Actors = None,
-    gpus_per_actor: GpusPerActor = 1.0,
-    epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = 10,
-    pixel_baselines: PixelBaselines = True,
-    pixel_epochs: PixelEpochs = 5,
-    tsne: Tsne = False,
-    max_retries: MaxRetries = 3,
-    overwrite: Overwrite = False,
+    out: Out = X.out,
+    data_dir: DataDir = X.data_dir,
+    backbone: Backbone = X.backbone,
+    weights: Weights = X.weights,
+    image_size: ImageSize = None,  # X.image_size and X.image_size_overrides, as one text
+    limit: Limit = X.limit,
+    batch_size: BatchSize = X.batch_size,
+    precision: Precision = X.precision,
+    xla: Xla = X.xla,
+    shard_size: ShardSize = X.shard_size,
+    seed: Seed = X.seed,
+    actors: Actors = X.actors,
+    gpus_per_actor: GpusPerActor = X.gpus_per_actor,
+    epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = T.epochs,
+    pixel_baselines: PixelBaselines = T.pixel_baselines,
+    pixel_epochs: PixelEpochs = T.pixel_epochs,
+    tsne: Tsne = T.tsne,
+    max_retries: MaxRetries = X.max_retries,
+    overwrite: Overwrite = X.overwrite,
     local: Local = False,
     address: Address = None,
 ) -> None:
@@ -189,7 +199,7 @@ def run(
         overwrite=overwrite,
     )  # fmt: skip
     tcfg = TrainConfig(
-        out=out, backbone="", epochs=epochs, seed=seed, pixel_baselines=pixel_baselines,
+        out=out, epochs=epochs, seed=seed, pixel_baselines=pixel_baselines,
         pixel_epochs=pixel_epochs, data_dir=data_dir, tsne=tsne,
     )  # fmt: skip
     commands.run(xcfg, tcfg, local=local, address=address, verbose=_state["verbose"])
@@ -208,28 +218,28 @@ def inspect(
 
 @app.command()
 def bench(
-    data_dir: DataDir = None,
-    backbone: Annotated[str, typer.Option(help="Registered backbone.")] = "inceptionv3",
+    data_dir: DataDir = B.data_dir,
+    backbone: Annotated[str, typer.Option(help="Registered backbone.")] = B.backbone,
     image_size: Annotated[
         int | None, typer.Option(help="Input size (default: backbone's).")
-    ] = None,
-    images: Annotated[int, typer.Option(help="Images to embed (train first, then test).")] = 300,
-    batch_size: BatchSize = 0,
-    shard_size: Annotated[int, typer.Option(help="Images per shard.")] = 256,
-    actors: Actors = None,
-    precision: Precision = "float32",
-    xla: Xla = False,
+    ] = B.image_size,
+    images: Annotated[
+        int, typer.Option(help="Images to embed (train first, then test).")
+    ] = B.images,
+    batch_size: BatchSize = B.batch_size,
+    shard_size: Annotated[int, typer.Option(help="Images per shard.")] = B.shard_size,
+    actors: Actors = B.actors,
+    precision: Precision = B.precision,
+    xla: Xla = B.xla,
     rounds: Annotated[
         int, typer.Option(help="Runs of each side; the best counts, as load comes and goes.")
-    ] = 2,
+    ] = B.rounds,
 ) -> None:
     """Measure extraction against a plain Keras predict; prints one JSON line."""
     from cifar_ray import bench as bench_mod
 
-    if images <= 0 or rounds <= 0:
-        raise UserError(f"--images and --rounds must be positive, got {images} and {rounds}")
     bench_mod.main(
-        bench_mod.BenchConfig(
+        BenchConfig(
             data_dir=data_dir, backbone=backbone, image_size=image_size, images=images,
             batch_size=batch_size, shard_size=shard_size, actors=actors, precision=precision,
             xla=xla, rounds=rounds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from cifar_ray.errors import UserError
-from cifar_ray.storage import Location
+from cifar_ray.store.locations import Location
 
 # Set to 1 when a local --out path is a network filesystem mounted at that path on every node.
 SHARED_FS_ENV = "CIFAR_RAY_SHARED_FS"

@@ -5,33 +5,35 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from cifar_ray import cifar, pipeline, progress
-from cifar_ray.config import ExtractConfig, TrainConfig
+from cifar_ray import progress
+from cifar_ray.config import ExtractConfig, TrainConfig, backbone_names
 from cifar_ray.errors import ExtractionFailed, UserError
+from cifar_ray.extract import job
 from cifar_ray.ray_runtime import ray_session
-from cifar_ray.storage import Location
+from cifar_ray.source import cifar
+from cifar_ray.store.locations import Location
 
 log = logging.getLogger(__name__)
 
 
 def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bool) -> list:
     """One plan per backbone, all validated before Ray starts; then extract each in turn."""
-    names = split_names(cfg.backbone)
+    names = backbone_names(cfg.backbone)
     _check_overrides(cfg)
     dataset = cifar.load(cfg.data_dir, cfg.limit)  # read once for every backbone
-    plans = [pipeline.prepare(cfg_for(cfg, name), dataset) for name in names]
+    plans = [job.prepare(cfg_for(cfg, name), dataset) for name in names]
     summaries = []
     if any(p.todo for p in plans):
         with ray_session(local, address, verbose):
             from cifar_ray.cluster import check_out_is_shared
-            from cifar_ray.extraction import ShardPixels
+            from cifar_ray.extract.distributor import ShardPixels
 
             check_out_is_shared(cfg.out)
 
             pixels = ShardPixels(dataset, keep=sum(bool(p.todo) for p in plans) > 1)
             summaries = [_extract_one(p, pixels) for p in plans]
     else:
-        summaries = [pipeline.execute(p) for p in plans]
+        summaries = [job.execute(p) for p in plans]
     _print_summary(summaries)
     failed = {f"{s.backbone}/{k}": v for s in summaries for k, v in s.failed.items()}
     if failed:
@@ -41,33 +43,24 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     return summaries
 
 
-def split_names(value: str) -> list[str]:
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    if not names:
-        raise UserError("--backbone names no backbone")
-    return names
-
-
 def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
     """One backbone's config, with its own image size where `name=N` gave one."""
-    overrides = {_key(name): size for name, size in cfg.image_size_overrides}
-    size = overrides.get(_key(backbone), cfg.image_size)
+    from cifar_ray.embed import backbones
+
+    overrides = {backbones.key(name): size for name, size in cfg.image_size_overrides}
+    size = overrides.get(backbones.key(backbone), cfg.image_size)
     return replace(cfg, backbone=backbone, image_size=size, image_size_overrides=())
 
 
 def _check_overrides(cfg: ExtractConfig) -> None:
     """A typo in `name=N` must not be ignored silently; a known but unused name is fine."""
-    from cifar_ray import backbones
+    from cifar_ray.embed import backbones
 
     for name, _ in cfg.image_size_overrides:
         backbones.get(name)
 
 
-def _key(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "")
-
-
-def _extract_one(p: pipeline.ExtractionPlan, pixels) -> pipeline.ExtractionSummary:
+def _extract_one(p: job.ExtractionPlan, pixels) -> job.ExtractionSummary:
     if p.temporaries_removed:
         log.warning("removed %d stale temporary files", p.temporaries_removed)
     if p.skipped:
@@ -76,10 +69,10 @@ def _extract_one(p: pipeline.ExtractionPlan, pixels) -> pipeline.ExtractionSumma
         )
     total = sum(s.rows for s in p.todo)
     with progress.image_bar(f"embed {p.backbone.name}", total) as advance:
-        return pipeline.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels)
+        return job.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels)
 
 
-def _print_summary(summaries: list[pipeline.ExtractionSummary]) -> None:
+def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
     rows = [
         [s.backbone, s.shards, s.computed, s.skipped, len(s.failed), s.images, s.seconds,
          s.images_per_s]
@@ -94,17 +87,36 @@ def _print_summary(summaries: list[pipeline.ExtractionSummary]) -> None:
 
 def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
           write_report: bool = False) -> dict:  # fmt: skip
-    """With `write_report`, the cluster job ends where `run` does: OUT/report/."""
-    from cifar_ray import training
+    """Every store is checked before Ray starts; training runs in this command's Ray session
+    (or `run`'s, already open). With `write_report`, the cluster job ends where `run` does:
+    OUT/report/."""
+    from cifar_ray.train import runner
 
-    results = training.train_all(cfg, local=local, address=address, verbose=verbose)
+    plan = runner.prepare(cfg)
+    with ray_session(local, address, verbose):
+        from cifar_ray.cluster import check_out_is_shared
+
+        check_out_is_shared(cfg.out)  # the Ray Train worker writes the model to OUT
+        results = runner.train_all(plan)
+    _print_results(results)
     if write_report:
         report(cfg.out)
     return results
 
 
+def _print_results(results: dict[str, dict]) -> None:
+    from cifar_ray.train.results import models_of
+
+    rows = [
+        [backbone, name, m.accuracy["train"], m.accuracy["val"], m.test_accuracy, m.fit_s]
+        for backbone, res in results.items()
+        for name, m in models_of(res).items()
+    ]
+    progress.table("models", ["backbone", "model", "train", "val", "test", "fit s"], rows)
+
+
 def report(out: str) -> None:
-    from cifar_ray import report as report_mod
+    from cifar_ray.report import writer as report_mod
 
     path = report_mod.write(out)
     rows = report_mod.comparison(report_mod.collect(Location(out)))
@@ -120,6 +132,7 @@ def report(out: str) -> None:
 
 def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
         verbose: bool) -> None:  # fmt: skip
+    """One Ray session for extraction and training (each stage's own opens nothing more)."""
     with ray_session(local, address, verbose):
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted
@@ -128,13 +141,36 @@ def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | N
 
 
 def inspect(out: str) -> bool:
-    from cifar_ray import inspection
+    """Print what `store.checks` found; True when every store is whole."""
+    from cifar_ray.store import checks
 
-    return inspection.inspect(out)
+    found = checks.inspect(out)
+    rows = []
+    for store in found:
+        name, counts, problems = store.backbone, store.counts, store.problems
+        status = "ok" if store.ok else f"{len(problems)} bad"
+        # Strays do not make a store bad (training reads only what records name), but a
+        # reader of a split folder as a Parquet dataset would see their rows: say so.
+        for path in counts.get("strays", []):
+            progress.console.print(
+                f"[yellow]{name}[/yellow] stray file, not part of the result "
+                f"(the next extract removes it): {path}"
+            )
+        if counts.get("strays"):
+            status += f", {len(counts['strays'])} stray"
+        rows.append(
+            [name, *(counts.get(k) for k in ("shards", "rows", "dim", "fingerprint")), status]
+        )
+        for problem in problems:
+            progress.console.print(f"[red]{name}[/red] {problem}")
+    progress.table(
+        "feature stores", ["backbone", "shards", "rows", "dim", "fingerprint", "status"], rows
+    )
+    return all(store.ok for store in found)
 
 
 def list_backbones(files: bool = False) -> None:
-    from cifar_ray import backbones
+    from cifar_ray.embed import backbones
 
     rows = []
     for name in backbones.names():

@@ -68,7 +68,7 @@ class ExtractConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     out: str = DEFAULT_OUT
-    backbone: str = "inceptionv3"
+    backbone: str = ""  # comma-separated stores to train on; empty: every store in OUT
     hidden: int = 1024  # the seeds' head: Dense 1024 ReLU, dropout, softmax
     dropout: float = 0.5
     learning_rate: float = 1e-4  # Adam
@@ -94,6 +94,39 @@ class TrainConfig:
             raise UserError("--epochs, --batch-size and --hidden must be positive")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """`cifar-ray bench`: the pipeline against a plain Keras predict on the same images."""
+
+    data_dir: str | None = None
+    backbone: str = ExtractConfig.backbone
+    weights: str = "none"  # the speed of random and ImageNet weights is the same
+    image_size: int | None = None  # None: the backbone's default input size
+    images: int = 300  # train first, then test, in source order
+    batch_size: int = ExtractConfig.batch_size  # 0: the embedder's choice for the device, size
+    shard_size: int = 256
+    actors: int | None = None
+    precision: str = ExtractConfig.precision
+    xla: bool = ExtractConfig.xla
+    seed: int = ExtractConfig.seed
+    rounds: int = 2  # each side runs this many times; the best counts (load on a shared box)
+
+    def __post_init__(self) -> None:
+        if self.images <= 0 or self.rounds <= 0:
+            raise UserError(
+                f"--images and --rounds must be positive, got {self.images} and {self.rounds}"
+            )
+
+
+def backbone_names(value: str, *, required: bool = True) -> list[str]:
+    """`--backbone resnet50, mobilenetv2`: the names, trimmed, empty ones dropped. Extraction
+    needs one (`required`); training takes none to mean every store in OUT."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if required and not names:
+        raise UserError("--backbone names no backbone")
+    return names
 
 
 def parse_image_sizes(text: str | None) -> tuple[int | None, tuple[tuple[str, int], ...]]:

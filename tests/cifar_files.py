@@ -66,7 +66,7 @@ ADDRESS_SPACE = 1536 << 20
 LOAD_UNDER_LIMIT = f"""
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE}))
-from cifar_ray import cifar
+from cifar_ray.source import cifar
 from cifar_ray.errors import UserError
 try:
     ds = cifar.load(sys.argv[1])

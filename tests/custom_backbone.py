@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from cifar_ray.backbones import Backbone
+from cifar_ray.embed.backbones import Backbone
 
 # "DIR:N" for `rendezvous`: every actor waits there until N actors have come that far.
 RENDEZVOUS_ENV = "CIFAR_RAY_TEST_RENDEZVOUS"

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from cifar_ray import baselines, metrics
 from cifar_ray.errors import UserError
+from cifar_ray.train import baselines, metrics
 
 
 def _arc(rng, angle: float, n: int, spread: float) -> np.ndarray:

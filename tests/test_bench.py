@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from cifar_ray import pipeline
 from cifar_ray.config import ExtractConfig
+from cifar_ray.extract import job
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.ray
@@ -33,7 +33,7 @@ def test_bench_prints_one_sane_json_line(cifar_archive):
 def _actor_peak_rss(ray_local, tmp_path, archive, limit: int) -> float:
     cfg = ExtractConfig(out=str(tmp_path / str(limit)), data_dir=str(archive), weights="none",
                         image_size=75, limit=limit, shard_size=32, batch_size=16)  # fmt: skip
-    summary = pipeline.execute(pipeline.prepare(cfg))
+    summary = job.execute(job.prepare(cfg))
     assert summary.computed == 2 * limit // 32
     records = (tmp_path / str(limit)).rglob("_shards/*.json")
     return max(json.loads(p.read_text())["worker_peak_rss_mb"] for p in records)

@@ -9,8 +9,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from cifar_ray import cifar
 from cifar_ray.errors import UserError
+from cifar_ray.source import cifar
 from tests import cifar_files
 
 

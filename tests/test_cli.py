@@ -56,8 +56,8 @@ def _assert_saved_head_reproduces_test_accuracy(out, reported: float) -> None:
     import keras
     import numpy as np
 
-    from cifar_ray import latents
-    from cifar_ray.storage import Location
+    from cifar_ray.store import latents
+    from cifar_ray.store.locations import Location
 
     lat = latents.load(Location(str(out)), "inceptionv3")
     model = keras.models.load_model(out / "models/inceptionv3/head.keras")

@@ -162,3 +162,58 @@ def test_signals_keep_their_exit_codes_and_message(signum, code, word):
             proc.wait()
     assert proc.returncode == code, stderr
     assert word in stderr and "Traceback" not in stderr, stderr
+
+
+# --- every default comes from the config dataclasses ------------------------------------------
+# Flags that are no config field: how to reach Ray, and what to do next.
+NOT_CONFIG = {"local": False, "address": None, "write_report": False, "files": False}
+RUN_TRAIN_FIELDS = {"epochs", "pixel_baselines", "pixel_epochs", "tsne"}  # run's other: extract's
+
+
+def _config_default(command: str, param: str):
+    """The dataclass field that holds the default of `command --param`."""
+    import dataclasses
+
+    from cifar_ray.config import DEFAULT_OUT, BenchConfig, ExtractConfig, TrainConfig
+
+    if command in ("report", "inspect") and param == "out":
+        return DEFAULT_OUT
+    if command == "run":
+        config = TrainConfig if param in RUN_TRAIN_FIELDS else ExtractConfig
+    else:
+        config = {"extract": ExtractConfig, "train": TrainConfig, "bench": BenchConfig}[command]
+    fields = {f.name: f.default for f in dataclasses.fields(config)}
+    assert param in fields, f"{command} --{param} is no {config.__name__} field"
+    return fields[param]
+
+
+def test_every_cli_default_is_the_config_default():
+    """Changing a default in config.py changes the command line: no second copy in cli.py."""
+    from cifar_ray.config import ExtractConfig
+
+    checked = 0
+    for name, command in typer.main.get_command(cli.app).commands.items():
+        for param in command.params:
+            if param.name in NOT_CONFIG:
+                assert param.default == NOT_CONFIG[param.name], (name, param.name)
+            elif param.name == "image_size" and name in ("extract", "run"):  # `75,resnet50=224`
+                assert param.default is None and ExtractConfig.image_size is None
+            elif name != "backbones":
+                assert param.default == _config_default(name, param.name), (name, param.name)
+                checked += 1
+    assert checked >= 50, checked  # extract's, train's, run's and bench's options all compared
+
+
+def test_cli_source_writes_no_default_itself():
+    """cli.py's command signatures name config attributes; a literal is only None or False,
+    for a flag that is not given (the test above checks the config agrees)."""
+    import ast
+    import inspect as pyinspect
+
+    tree = ast.parse(pyinspect.getsource(cli))
+    commands = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.decorator_list]
+    assert len(commands) == 8  # the callback and the seven commands
+    for fn in commands:
+        for default in fn.args.defaults:
+            if isinstance(default, ast.Constant) and fn.name != "main_options":  # -v count: 0
+                assert default.value is None or default.value is False, (fn.name, default.value)

@@ -308,8 +308,8 @@ def test_extraction_spreads_over_nodes(tmp_path, cifar_archive):
 
 
 def test_extraction_survives_losing_a_node(tmp_path, cifar_archive):
-    from cifar_ray import latents
-    from cifar_ray.storage import Location
+    from cifar_ray.store import latents
+    from cifar_ray.store.locations import Location
 
     result = _run_scenario("lose-node", tmp_path, cifar_archive,
                            env={"CIFAR_RAY_TEST_SHARD_DELAY_S": "2"})  # fmt: skip
@@ -361,9 +361,9 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
     import ray._private.utils
     from ray.cluster_utils import Cluster
 
-    from cifar_ray import extraction, pipeline
     from cifar_ray.cluster import check_out_is_shared
     from cifar_ray.config import ExtractConfig
+    from cifar_ray.extract import distributor, job
     from cifar_ray.ray_runtime import worker_env
 
     # Cluster writes /tmp/ray/ray_current_cluster, which a plain `ray.init()` of anyone on this
@@ -371,13 +371,13 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
     ray._private.utils.write_ray_address = lambda *args, **kwargs: None
     fast_failure_detection = {"health_check_period_ms": 500, "health_check_failure_threshold": 3}
     outcomes: list = []
-    run = extraction.run
+    run = distributor.run
 
-    def keep_outcome(*args, **kwargs):  # what pipeline.execute does not pass on: the actors
+    def keep_outcome(*args, **kwargs):  # what job.execute does not pass on: the actors
         outcomes.append(run(*args, **kwargs))
         return outcomes[-1]
 
-    extraction.run = keep_outcome
+    distributor.run = keep_outcome
     joins = name in ("grow", "gpu-joins")
     cluster = Cluster()
     try:
@@ -394,7 +394,7 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
                             backbone="inceptionv3" if lose else "tests.custom_backbone:rendezvous",
                             image_size=75 if lose else 32, limit=120 if joins else 40,
                             shard_size=10, batch_size=10, actors=None if joins else 2)  # fmt: skip
-        plan = pipeline.prepare(cfg)
+        plan = job.prepare(cfg)
         removed: list[str] = []
         first_done = threading.Event()
         first_node: list[str] = []
@@ -415,7 +415,7 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
         if joins:  # Ray adds nodes from the main thread only: extract in another
             done: list = []
             runner = threading.Thread(
-                target=lambda: done.append(pipeline.execute(plan, on_shard=on_shard)), daemon=True
+                target=lambda: done.append(job.execute(plan, on_shard=on_shard)), daemon=True
             )
             runner.start()
             if _first_mark(timeout=300):  # an autoscaled node joining mid-run
@@ -424,7 +424,7 @@ def _scenario_main(name: str, out: str, archive: str, temp_dir: str, result_path
             runner.join(timeout=300)
             summary = done[0]
         else:
-            summary = pipeline.execute(plan, on_shard=on_shard)
+            summary = job.execute(plan, on_shard=on_shard)
         alive = [n for n in ray.nodes() if n["Alive"]]
         outcome = outcomes[-1]
         Path(result_path).write_text(json.dumps({

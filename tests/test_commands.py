@@ -7,22 +7,11 @@ import os
 
 import pytest
 
-from cifar_ray import backbones, commands
+from cifar_ray import commands
 from cifar_ray.config import ExtractConfig, parse_image_sizes
+from cifar_ray.embed import backbones
 from cifar_ray.errors import UserError
 from tests.conftest import run_cli
-
-
-def test_split_names_trims_and_drops_empty_names():
-    assert commands.split_names("inceptionv3") == ["inceptionv3"]
-    assert commands.split_names(" resnet50 ,, mobilenetv2, ") == ["resnet50", "mobilenetv2"]
-    assert commands.split_names("pkg.mod:factory") == ["pkg.mod:factory"]
-
-
-@pytest.mark.parametrize("value", ["", " ", ",", " , ,"])
-def test_split_names_refuses_no_backbone(value):
-    with pytest.raises(UserError, match="--backbone names no backbone"):
-        commands.split_names(value)
 
 
 def _cfg(sizes: str) -> ExtractConfig:

@@ -16,10 +16,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from cifar_ray import storage
-from cifar_ray.shards import Shard, plan
-from cifar_ray.storage import Location
-from cifar_ray.store import FeatureStore
+from cifar_ray.store import locations
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard, plan
 from tests.moto_s3 import moto_server
 
 META = {"fingerprint": "fp1", "backbone": "toy"}
@@ -64,7 +64,7 @@ def _winner(order: tuple[str, ...]) -> str:
 def _check(store: FeatureStore, loc: Location, winner: str) -> None:
     assert store.problem(RACED, "fp1") is None
     record = store.record(RACED)
-    named = storage.get_bytes(loc, store.data_path(RACED))
+    named = locations.get_bytes(loc, store.data_path(RACED))
     assert hashlib.sha256(named).hexdigest() == record.sha256
     got = pq.read_table(io.BytesIO(named)).column("features").to_pylist()
     assert got[0][0] == {"A": 1000.0, "B": 2000.0}[winner]  # the last record's own bytes
@@ -75,7 +75,7 @@ def _check(store: FeatureStore, loc: Location, winner: str) -> None:
     assert store.problem(RACED, "fp1") is None
     for shard in SHARDS:
         folder = f"{store.dir}/{shard.split}"
-        mine = [p for p in storage.list_files(loc, folder)
+        mine = [p for p in locations.list_files(loc, folder)
                 if p.rpartition("/")[2].startswith(f"part-{shard.index:05d}")]  # fmt: skip
         assert mine == [store.data_path(shard)]
     dataset = ds.dataset(f"{store.dir}/train", filesystem=loc.fs, format="parquet")

@@ -9,9 +9,11 @@ import pytest
 
 from cifar_ray.config import (
     WEIGHTS_KEYWORDS,
+    BenchConfig,
     ExtractConfig,
     TrainConfig,
     absolute,
+    backbone_names,
     parse_image_sizes,
 )
 from cifar_ray.errors import UserError
@@ -37,6 +39,22 @@ TRAIN_BAD = {
     "dropout one": ({"dropout": 1.0}, r"--dropout must be in \[0, 1\), got 1.0"),
     "dropout negative": ({"dropout": -0.1}, r"--dropout must be in \[0, 1\), got -0.1"),
 }
+
+
+BENCH_BAD = {
+    "images zero": ({"images": 0}, "--images and --rounds must be positive, got 0 and 2"),
+    "rounds zero": ({"rounds": 0}, "--images and --rounds must be positive, got 300 and 0"),
+    "rounds negative": ({"rounds": -1}, "--images and --rounds must be positive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BENCH_BAD))
+def test_bench_config_refuses(case):
+    """The bench's checks live with its defaults, as the other configs' do, not in the CLI."""
+    kwargs, message = BENCH_BAD[case]
+    with pytest.raises(UserError, match=message):
+        BenchConfig(**kwargs)
+    assert BenchConfig(images=1, rounds=1).images == 1
 
 
 @pytest.mark.parametrize("case", sorted(EXTRACT_BAD))
@@ -118,3 +136,24 @@ def test_parse_image_sizes(text, expected):
 def test_parse_image_sizes_refuses_what_is_not_n_or_name_n(text):
     with pytest.raises(UserError, match=r"--image-size .*expected N or name=N"):
         parse_image_sizes(text)
+
+
+def test_backbone_names_trims_and_drops_empty_names():
+    assert backbone_names("inceptionv3") == ["inceptionv3"]
+    assert backbone_names(" resnet50 ,, mobilenetv2, ") == ["resnet50", "mobilenetv2"]
+    assert backbone_names("pkg.mod:factory") == ["pkg.mod:factory"]
+
+
+@pytest.mark.parametrize("value", ["", " ", ",", " , ,"])
+def test_backbone_names_refuses_no_backbone(value):
+    with pytest.raises(UserError, match="--backbone names no backbone"):
+        backbone_names(value)
+    assert backbone_names(value, required=False) == []  # train: every store in OUT
+
+
+def test_extract_and_train_read_the_backbone_list_alike():
+    """One parser for both: `train --backbone "a, b"` names the stores `extract` made."""
+    from cifar_ray import commands
+
+    assert commands.backbone_names is backbone_names
+    assert backbone_names(" a , b", required=False) == backbone_names("a,b") == ["a", "b"]

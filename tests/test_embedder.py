@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifar_ray import backbones
-from cifar_ray.embedder import Embedder, EmbedderSpec, build_model
+from cifar_ray.embed import backbones
+from cifar_ray.embed.embedder import Embedder, EmbedderSpec, build_model
 from cifar_ray.errors import UserError
 
 SPEC = EmbedderSpec("inceptionv3", 75, "none", seed=3, batch_size=8)
@@ -111,7 +111,7 @@ def test_keras_hash_check_takes_md5_or_sha256_as_keras_does(offline_keras_home):
     import hashlib
     from dataclasses import replace
 
-    from cifar_ray.embedder import verify_keras_cache
+    from cifar_ray.embed.embedder import verify_keras_cache
 
     data = b"the right file"
     spec = replace(backbones.get("resnet50"), weights_file="mine.h5")

@@ -6,10 +6,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from cifar_ray import cifar, latents, pipeline
 from cifar_ray.config import ExtractConfig
-from cifar_ray.embedder import Embedder, EmbedderSpec
-from cifar_ray.storage import Location
+from cifar_ray.embed.embedder import Embedder, EmbedderSpec
+from cifar_ray.extract import job
+from cifar_ray.source import cifar
+from cifar_ray.store import latents
+from cifar_ray.store.locations import Location
 
 pytestmark = pytest.mark.ray
 
@@ -31,7 +33,7 @@ def weights_file(tmp_path_factory):
 def test_ray_features_equal_direct_predict(ray_local, tmp_path, cifar_archive, weights_file):
     cfg = ExtractConfig(out=str(tmp_path), data_dir=str(cifar_archive), weights=str(weights_file),
                         image_size=75, limit=40, shard_size=16, batch_size=8)  # fmt: skip
-    summary = pipeline.execute(pipeline.prepare(cfg))
+    summary = job.execute(job.prepare(cfg))
     assert summary.computed == 6 and not summary.failed  # 40 = 16 + 16 + 8, for each split
 
     lat = latents.load(Location(str(tmp_path)), "inceptionv3")
@@ -50,9 +52,9 @@ def test_ray_features_equal_direct_predict(ray_local, tmp_path, cifar_archive, w
 def test_rerun_of_finished_job_does_no_work(ray_local, tmp_path, cifar_archive):
     cfg = ExtractConfig(out=str(tmp_path), data_dir=str(cifar_archive), weights="none",
                         image_size=75, limit=20, shard_size=10)  # fmt: skip
-    first = pipeline.execute(pipeline.prepare(cfg))
+    first = job.execute(job.prepare(cfg))
     files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
-    again = pipeline.prepare(cfg)
+    again = job.prepare(cfg)
     assert again.todo == [] and again.skipped == first.shards == 4
-    assert pipeline.execute(again).computed == 0
+    assert job.execute(again).computed == 0
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")} == files

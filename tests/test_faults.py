@@ -13,8 +13,8 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from cifar_ray import cifar
-from cifar_ray.storage import TMP_MARK
+from cifar_ray.source import cifar
+from cifar_ray.store.locations import TMP_MARK
 from tests.conftest import kill_group, run_cli, start_cli
 from tests.custom_backbone import SIMULATED_OOM
 
@@ -130,7 +130,7 @@ def test_sigint_stops_cleanly_and_rerun_resumes(tmp_path, cifar_archive):
 
 def _assert_equals_direct_embedding(out: Path, archive: Path) -> None:
     """The resumed store holds what one uninterrupted single-process run computes."""
-    from cifar_ray.embedder import Embedder, EmbedderSpec
+    from cifar_ray.embed.embedder import Embedder, EmbedderSpec
 
     data = cifar.load(str(archive), limit=LIMIT)
     direct = Embedder(EmbedderSpec("inceptionv3", 75, "none", seed=0))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_ray import backbones, fingerprint
+from cifar_ray.embed import backbones, fingerprint
 from cifar_ray.errors import UserError
 from tests import editable_backbone
 from tests.conftest import run_cli

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from cifar_ray import head
+from cifar_ray.train import head
 
 
 def _problem(n: int = 120, dim: int = 6, seed: int = 0):

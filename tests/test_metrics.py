@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from cifar_ray import metrics
+from cifar_ray.train import metrics
 
 
 def test_accuracy_values_and_empty_input():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cifar_ray import pixel_baselines
+from cifar_ray.train import pixel_baselines
 from tests import cifar_files
 
 KEYS = {"name", "kind", "params", "accuracy", "test", "history", "fit_s", "infer_s",

@@ -11,7 +11,7 @@ import pytest
 from matplotlib.colors import to_hex
 from PIL import Image
 
-from cifar_ray import plots
+from cifar_ray.report import plots
 
 CLASSES = ["plane", "car", "bird"]
 FIGURES: list = []  # every figure pyplot makes while `drawn` is active (rcParams figure.hooks)

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_ray import baselines, metrics, pipeline, report, training
 from cifar_ray.config import TrainConfig, as_dict
+from cifar_ray.extract import job
+from cifar_ray.report import writer
+from cifar_ray.train import baselines, maps, metrics
 from tests import cifar_files
 
 CLASSES = [c.decode() for c in cifar_files.CLASSES]
@@ -32,7 +34,7 @@ def _history(epochs: int, rng) -> dict[str, list[float]]:
 
 
 def _fake_model(name: str, kind: str, splits: dict, skill: float, rng, history=None) -> dict:
-    """Shaped like training._evaluate_head / pixel_baselines.run: right with chance `skill`."""
+    """Shaped like ray_train.evaluate / pixel_baselines.run: right with chance `skill`."""
     preds = {}
     for k, (_, y) in splits.items():
         wrong = rng.random(len(y)) > skill
@@ -59,12 +61,12 @@ def _results(out: Path, backbone: str, dim: int, speed: float, seed: int, test_y
         models[name] = baselines.run(name, splits["train"], splits["val"], splits["test"], 10)
     for name, skill in (("pixel_mlp", 0.3), ("pixel_cnn", 0.45)):
         models[name] = _fake_model(name, "raw-pixel baseline", splits, skill, rng, _history(5, rng))
-    summary = pipeline.ExtractionSummary(backbone, 4, 4, 0, 400, 400 / speed, speed, 1.5)
+    summary = job.ExtractionSummary(backbone, 4, 4, 0, 400, 400 / speed, speed, 1.5)
     return {
         "backbone": backbone, "fingerprint": f"{seed:016x}", "dim": dim, "classes": CLASSES,
         "sizes": SIZES, "train_config": as_dict(TrainConfig(out=str(out), backbone="")),
         "extraction": summary.__dict__, "models": models,
-        "embedding_2d": training._pca_map(splits["test"], seed, n=80),
+        "embedding_2d": maps.pca_map(splits["test"], seed, n=80),
         "_test": splits["test"],
     }  # fmt: skip
 
@@ -76,7 +78,7 @@ def _write(out: Path, results: dict) -> None:
 
 
 def _preview(out: Path, images, labels) -> None:
-    """As pipeline.write_preview writes it."""
+    """As job.write_preview writes it."""
     buffer = io.BytesIO()
     np.savez(buffer, images=images[:64], labels=labels[:64], classes=np.array(CLASSES))
     (out / "samples").mkdir(parents=True)
@@ -94,14 +96,14 @@ def built(tmp_path_factory) -> tuple[Path, dict]:
         res = _results(out, backbone, dim, speed, seed, test_y)
         x, y = res.pop("_test")
         if backbone == "mobilenetv2":
-            res["embedding_tsne"] = report.tsne_map(x, y, seed, n=80)
+            res["embedding_tsne"] = maps.tsne_map(x, y, seed, n=80)
         _write(out, res)
         written[backbone] = json.loads((out / "models" / backbone / "results.json").read_text())
     fp = {"backbone": "inceptionv3", "image_size": 75, "weights": {"name": "none", "seed": 0}}
     (out / "features" / "inceptionv3").mkdir(parents=True)
     (out / "features" / "inceptionv3" / "fingerprint.json").write_text(json.dumps(fp))
     _preview(out, images, test_y)
-    report.write(str(out))
+    writer.write(str(out))
     return out / "report", written
 
 
@@ -192,7 +194,7 @@ def test_one_backbone_without_preview_still_reports(tmp_path, built):
     _, written = built
     out = tmp_path / "out"
     _write(out, written["inceptionv3"])
-    report.write(str(out))
+    writer.write(str(out))
     names = {p.name for p in (out / "report").glob("*.png")}
     assert "comparison.png" not in names and "inceptionv3-predictions.png" not in names
     markdown = (out / "report" / "report.md").read_text()
@@ -202,8 +204,8 @@ def test_one_backbone_without_preview_still_reports(tmp_path, built):
 def test_tsne_map_is_seeded_and_shaped_like_the_pca_map():
     rng = np.random.default_rng(0)
     x, y = rng.normal(0, 1, (60, 8)).astype(np.float32), rng.integers(0, 10, 60)
-    first, again = report.tsne_map(x, y, 3, n=40), report.tsne_map(x, y, 3, n=40)
-    pca = training._pca_map((x, y), 3, n=40)
+    first, again = maps.tsne_map(x, y, 3, n=40), maps.tsne_map(x, y, 3, n=40)
+    pca = maps.pca_map((x, y), 3, n=40)
     assert set(first) == set(pca) and first["method"] == "tsne"
     assert np.asarray(first["xy"]).shape == (40, 2) and len(first["labels"]) == 40
     assert first == again

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar_ray import cifar, latents
-from cifar_ray.storage import Location
+from cifar_ray.source import cifar
+from cifar_ray.store import latents
+from cifar_ray.store.locations import Location
 from tests.conftest import run_cli
 from tests.moto_s3 import moto_server
 
@@ -70,7 +71,7 @@ def weights_in_bucket(s3_env, tmp_path):
 
 
 def test_weights_are_staged_once_per_node_and_verified(weights_in_bucket, tmp_path, monkeypatch):
-    from cifar_ray import weights_cache
+    from cifar_ray.embed import weights_cache
     from cifar_ray.errors import UserError
 
     uri, original = weights_in_bucket

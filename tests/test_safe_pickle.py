@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_ray import cifar, safe_pickle
 from cifar_ray.errors import UserError
+from cifar_ray.source import cifar, safe_pickle
 from tests import cifar_files
 from tests.conftest import run_cli
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from cifar_ray import actor_pool
-from cifar_ray.actor_pool import ElasticPool
 from cifar_ray.errors import UserError
-from cifar_ray.extraction import autoscaler_bundles
-from cifar_ray.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
-from cifar_ray.shards import Shard
+from cifar_ray.extract import pool
+from cifar_ray.extract.distributor import autoscaler_bundles
+from cifar_ray.extract.pool import ElasticPool
+from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
+from cifar_ray.store.shards import Shard
 
 START_S, SHARD_S = 2.3, 1.0  # fake seconds: an actor's start-up, one shard on one actor
 
@@ -198,7 +198,7 @@ def test_dead_actor_is_replaced_and_its_shard_retried():
 def test_actors_that_cannot_start_end_the_job_with_every_shard_named(how):
     cluster = FakeCluster(start_fails={"n1": how})
     _, results = _run(cluster, _shards(4))
-    assert len(cluster.actors) == actor_pool.MAX_START_FAILURES  # then it stops trying
+    assert len(cluster.actors) == pool.MAX_START_FAILURES  # then it stops trying
     assert not results.records and sorted(results.failed) == [s.key for s in _shards(4)]
     reason = set(results.failed.values())
     expected = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cifar_ray.shards import Shard, plan
+from cifar_ray.store.shards import Shard, plan
 
 
 def test_plan_covers_each_split_once_in_order_with_a_short_last_shard():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cifar_ray import splits
+from cifar_ray.train import splits
 
 
 def test_a_class_with_one_image_falls_back_to_a_plain_seeded_split():

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_ray import storage
 from cifar_ray.errors import StorageError
-from cifar_ray.shards import plan
-from cifar_ray.storage import Location
-from cifar_ray.store import FeatureStore
+from cifar_ray.store import locations
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import plan
 from tests.conftest import run_cli
 from tests.moto_s3 import moto_server, objects, set_auth, user_denied
 
@@ -39,10 +39,10 @@ def _made_differently(store: FeatureStore) -> None:
 
 def test_only_not_found_means_absent(tmp_path):
     loc = Location(str(tmp_path))
-    assert storage.get_bytes(loc, str(tmp_path / "nothing.json")) is None
+    assert locations.get_bytes(loc, str(tmp_path / "nothing.json")) is None
     (tmp_path / "fingerprint.json").mkdir()  # a read that fails for another reason
     with pytest.raises(StorageError, match=r"fingerprint\.json") as caught:
-        storage.get_bytes(loc, str(tmp_path / "fingerprint.json"))
+        locations.get_bytes(loc, str(tmp_path / "fingerprint.json"))
     assert "\n" not in str(caught.value)
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cifar_ray import storage
-from cifar_ray.shards import Shard, plan
-from cifar_ray.storage import Location
-from cifar_ray.store import FeatureStore, metadata_of
+from cifar_ray.store import locations
+from cifar_ray.store.features import FeatureStore, metadata_of
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard, plan
 
 META = {"fingerprint": "fp1", "backbone": "toy", "image_size": 75}
 
@@ -34,7 +34,7 @@ def test_published_file_has_the_schema_and_metadata(tmp_path):
     assert metadata_of(store.loc, str(path))["backbone"] == "toy"
     assert (record.rows, record.id_start, record.id_stop) == (10, 20, 30)
     assert store.problem(shard, "fp1") is None
-    assert not [p for p in tmp_path.rglob("*") if storage.TMP_MARK in p.name]
+    assert not [p for p in tmp_path.rglob("*") if locations.TMP_MARK in p.name]
 
 
 def test_publish_is_safe_to_repeat(tmp_path):
@@ -101,9 +101,9 @@ def test_read_split_decodes_rows_straight_into_the_given_order(tmp_path):
 def test_stale_temporaries_are_removed(tmp_path):
     loc = Location(str(tmp_path))
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / f".part-00000.parquet{storage.TMP_MARK}abc").write_bytes(b"x")
+    (tmp_path / "a" / f".part-00000.parquet{locations.TMP_MARK}abc").write_bytes(b"x")
     (tmp_path / "a" / "keep.parquet").write_bytes(b"x")
-    assert storage.remove_temporaries(loc, str(tmp_path)) == 1
+    assert locations.remove_temporaries(loc, str(tmp_path)) == 1
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["keep.parquet"]
 
 
@@ -113,4 +113,19 @@ def test_not_enough_space_is_refused_before_work(tmp_path):
     from cifar_ray.errors import UserError
 
     with pytest.raises(UserError, match="MB free, the features need"):
-        storage.check_writable(Location(str(tmp_path)), str(tmp_path / "f"), need_bytes=10**18)
+        locations.check_writable(Location(str(tmp_path)), str(tmp_path / "f"), need_bytes=10**18)
+
+
+def test_inspect_returns_what_it_found_and_prints_nothing(tmp_path, capsys):
+    from cifar_ray.store import checks
+    from cifar_ray.store.manifest import Manifest
+
+    shards = plan({"train": 20}, 10)
+    store, _, _ = _publish(tmp_path, shards[0])
+    Manifest("toy", "fp1", ["a"], {"train": 20}, None, 10).write(store)
+    (tmp_path / "features/toy/train/notes.parquet").write_bytes(b"not ours")
+    [found] = checks.inspect(str(tmp_path))
+    assert (found.backbone, found.ok, found.problems) == ("toy", False, ["train-00001: missing"])
+    assert found.counts["strays"] == [str(tmp_path / "features/toy/train/notes.parquet")]
+    assert (found.counts["shards"], found.counts["rows"], found.counts["dim"]) == (2, 20, 4)
+    assert capsys.readouterr() == ("", "")

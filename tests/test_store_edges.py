@@ -10,12 +10,13 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from cifar_ray import cifar, pipeline
 from cifar_ray.config import ExtractConfig
 from cifar_ray.errors import UserError
-from cifar_ray.shards import plan
-from cifar_ray.storage import Location
-from cifar_ray.store import FeatureStore
+from cifar_ray.extract import job
+from cifar_ray.source import cifar
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import plan
 from tests.conftest import run_cli
 
 SHARD = 10
@@ -97,9 +98,9 @@ def test_store_made_before_split_sizes_were_fingerprinted_still_resumes(tmp_path
     fixed name. It resumes under its own fingerprint; another --limit is still refused."""
     cfg = ExtractConfig(out=str(tmp_path), data_dir=str(cifar_archive), weights="none",
                         image_size=75, limit=20, shard_size=SHARD)  # fmt: skip
-    p = pipeline.prepare(cfg)
+    p = job.prepare(cfg)
     old_fields = {k: v for k, v in p.fingerprint.items() if k != "split_sizes"}
-    old_id = pipeline.fingerprint.fingerprint_id(old_fields)
+    old_id = job.fingerprint.fingerprint_id(old_fields)
     store = p.store
     for shard in p.shards:
         x = np.zeros((shard.rows, 4), np.float32)
@@ -115,8 +116,8 @@ def test_store_made_before_split_sizes_were_fingerprinted_still_resumes(tmp_path
                                        "split_sizes": {"train": 20, "test": 20}})  # fmt: skip
     before = _tree(tmp_path)
 
-    again = pipeline.prepare(cfg)
+    again = job.prepare(cfg)
     assert again.todo == [] and again.fingerprint_id == old_id
     assert _tree(tmp_path) == before
     with pytest.raises(UserError, match="split_sizes"):
-        pipeline.prepare(ExtractConfig(**{**cfg.__dict__, "limit": 10}))
+        job.prepare(ExtractConfig(**{**cfg.__dict__, "limit": 10}))

@@ -45,27 +45,27 @@ REPORT = textwrap.dedent(
 ENTRY_POINTS = {
     "pixel baseline task": """
         import numpy as np
-        from cifar_ray import pixel_baselines
+        from cifar_ray.train import pixel_baselines
         x, y = np.zeros((8, 32, 32, 3), np.uint8), np.arange(8) % 2
         pixel_baselines.run("pixel_mlp", (x, y), (x, y), (x, y), 2, epochs=1)
     """,
     "Ray Train loop": """
-        from cifar_ray import train_head
+        from cifar_ray.train import ray_train
         try:
-            train_head._train_loop({})  # no config: it fails right after its TF setup
+            ray_train._train_loop({})  # no config: it fails right after its TF setup
         except KeyError:
             pass
     """,
     "dense head": """
-        from cifar_ray import head
+        from cifar_ray.train import head
         head.build(4, 2, 4, 0.1, 1e-3, 0)
     """,
     "saved head": """
-        from cifar_ray import train_head
+        from cifar_ray.train import ray_train
         from cifar_ray.errors import UserError
-        from cifar_ray.storage import Location
+        from cifar_ray.store.locations import Location
         try:
-            train_head.load_head(Location(sys.argv[1]), "none")
+            ray_train.load_head(Location(sys.argv[1]), "none")
         except UserError:
             pass
     """,

@@ -12,10 +12,11 @@ import numpy as np
 import psutil
 import pytest
 
-from cifar_ray import baselines, head, latents, splits, storage
-from cifar_ray.shards import plan
-from cifar_ray.storage import Location
-from cifar_ray.store import FeatureStore
+from cifar_ray.store import latents, locations
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import plan
+from cifar_ray.train import baselines, head, splits
 from tests.conftest import kill_group, run_cli, start_cli
 
 
@@ -49,7 +50,7 @@ def _toy_store(folder, sizes: dict[str, int], shard_size: int = 16):
 
 def test_latents_parts_read_once_into_views_of_one_array(tmp_path):
     lat = _toy_store(tmp_path, {"train": 100, "test": 40})
-    parts = lat.parts(0.2, seed=3)
+    parts = splits.latent_parts(lat, 0.2, seed=3)
     (x_fit, y_fit), (x_val, y_val) = parts["train"], parts["val"]
     assert np.shares_memory(x_fit, x_val) is False  # disjoint rows...
     assert x_fit.base is not None and x_fit.base is x_val.base  # ...of one decoded array
@@ -140,23 +141,23 @@ def _kill(proc) -> None:
 
 
 def test_run_key_covers_what_decides_the_head_only(tmp_path):
-    from cifar_ray import train_head
     from cifar_ray.config import TrainConfig
+    from cifar_ray.train import ray_train
 
     lat = _toy_store(tmp_path, {"train": 40, "test": 20})
     base = TrainConfig(out=str(tmp_path))
-    key = train_head.run_key(base, lat)
+    key = ray_train.run_key(base, lat)
     changed = {"hidden": 8, "dropout": 0.1, "learning_rate": 0.5, "epochs": 3, "seed": 1,
                "batch_size": 7, "patience": 9, "val_fraction": 0.3}  # fmt: skip
-    assert set(changed) == set(train_head.MODEL_FIELDS)
+    assert set(changed) == set(ray_train.MODEL_FIELDS)
     for field, value in changed.items():
-        assert train_head.run_key(replace(base, **{field: value}), lat) != key, field
+        assert ray_train.run_key(replace(base, **{field: value}), lat) != key, field
     same = {"baselines": False, "pixel_baselines": False, "pixel_epochs": 1, "tsne": True,
             "out": str(tmp_path / "elsewhere")}  # fmt: skip
     for field, value in same.items():
-        assert train_head.run_key(replace(base, **{field: value}), lat) == key, field
+        assert ray_train.run_key(replace(base, **{field: value}), lat) == key, field
     lat.manifest["fingerprint"] = "other features"
-    assert train_head.run_key(base, lat) != key
+    assert ray_train.run_key(base, lat) != key
 
 
 @pytest.fixture
@@ -185,29 +186,29 @@ def moto_out(monkeypatch):
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_other_runs_of_the_backbone_are_removed(where, tmp_path, request):
-    from cifar_ray import train_head
+    from cifar_ray.train import ray_train
 
     loc = Location(str(tmp_path) if where == "local" else request.getfixturevalue("moto_out"))
     names = ["head-toy-aaaa", "head-toy-bbbb", "head-toy-x-cccc", "head-toyx-dddd", "other"]
     for name in names:
-        storage.put_atomic(loc, loc.path("train-runs", name, "checkpoint_0", "state.json"), b"{}")
-    train_head._remove_other_runs(loc, "toy", keep="head-toy-bbbb")
+        locations.put_atomic(loc, loc.path("train-runs", name, "checkpoint_0", "state.json"), b"{}")
+    ray_train._remove_other_runs(loc, "toy", keep="head-toy-bbbb")
     left = {p.split("/train-runs/")[1].split("/")[0]
-            for p in storage.list_files(loc, loc.path("train-runs"))}  # fmt: skip
+            for p in locations.list_files(loc, loc.path("train-runs"))}  # fmt: skip
     assert left == {"head-toy-bbbb", "head-toy-x-cccc", "head-toyx-dddd", "other"}
 
 
 @pytest.mark.ray
 def test_ray_train_worker_reads_shared_memory_not_the_feature_files(ray_local, tmp_path):
-    from cifar_ray import train_head, training
     from cifar_ray.config import TrainConfig
+    from cifar_ray.train import ray_train, runner
 
     lat = _toy_store(tmp_path, {"train": 200, "test": 40})
-    refs = training._share(lat.parts(0.2, seed=0))
+    refs = runner._share(splits.latent_parts(lat, 0.2, seed=0))
     for path in (tmp_path / "features").rglob("*.parquet"):
         path.unlink()  # read once, by the driver: the worker must not need them
     cfg = TrainConfig(out=str(tmp_path), epochs=2, batch_size=32, hidden=16, baselines=False)
-    state = train_head.fit(cfg, Location(str(tmp_path)), lat, refs["train"], refs["val"])
+    state = ray_train.fit(cfg, Location(str(tmp_path)), lat, refs["train"], refs["val"])
     assert state["epoch"] == 2
     assert (tmp_path / "models/toy/head.keras").stat().st_size > 0
 
@@ -252,3 +253,17 @@ def test_killed_training_resumes_only_under_the_same_config(tmp_path, cifar_arch
     assert params["epochs_run"] == 8 or params["stopped_early"]
     assert len(result["models"]["dense_head"]["history"]["loss"]) == params["epochs_run"]
     assert _runs(out) == {}  # finished: the next run starts fresh
+
+
+def test_training_runs_in_the_callers_ray_session_and_opens_none(tmp_path):
+    """The command layer opens Ray once (`run`: for extraction and training); a plan with
+    nothing to train returns no results and leaves Ray as it found it."""
+    import ray
+
+    from cifar_ray.config import TrainConfig
+    from cifar_ray.train import runner
+
+    cfg = TrainConfig(out=str(tmp_path), backbone="", pixel_baselines=False)
+    plan = runner.TrainingPlan(cfg, Location(str(tmp_path)), {}, {})
+    before = ray.is_initialized()  # a session-wide test Ray may be up already
+    assert runner.train_all(plan) == {} and ray.is_initialized() == before

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_ray import weights_cache
+from cifar_ray.embed import weights_cache
 from cifar_ray.errors import UserError
 
 BUCKET = "weights-bucket"

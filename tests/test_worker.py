@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_ray import backbones, fingerprint
-from cifar_ray.embedder import EmbedderSpec
+from cifar_ray.embed import backbones, fingerprint
+from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
-from cifar_ray.shards import Shard
-from cifar_ray.storage import Location
-from cifar_ray.worker import ShardWorker
+from cifar_ray.extract.worker import ShardWorker
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard
 from tests import editable_backbone
 from tests.test_weights_cache import s3  # noqa: F401  (the moto fixture)
 
@@ -79,7 +79,7 @@ def test_a_node_running_another_version_of_the_factory_refuses(factory_ref, tmp_
 JOB = """
 import sys
 import boto3
-from cifar_ray import pipeline
+from cifar_ray.extract import job
 from cifar_ray.config import ExtractConfig
 from cifar_ray.errors import UserError
 from cifar_ray.ray_runtime import ray_session
@@ -87,12 +87,12 @@ from cifar_ray.ray_runtime import ray_session
 out, data, uri, replacement = sys.argv[1:5]
 cfg = ExtractConfig(out=out, data_dir=data, backbone="editable_bb:factory", weights=uri,
                     image_size=32, limit=16, shard_size=8, actors=1)
-plan = pipeline.prepare(cfg)
+plan = job.prepare(cfg)
 bucket, _, key = uri.removeprefix("s3://").partition("/")
 boto3.client("s3").upload_file(replacement, bucket, key)
 try:
     with ray_session(local=True):
-        pipeline.execute(plan)
+        job.execute(plan)
 except UserError as exc:
     print(f"refused: {exc}")
     sys.exit(2)

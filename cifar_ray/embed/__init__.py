@@ -1,0 +1,1 @@
+"""Stage 2, embed: backbone registry, the in-graph embedder, weights and fingerprint."""

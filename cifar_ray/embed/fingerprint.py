@@ -1,0 +1,131 @@
+"""The fingerprint: everything that determines a feature's value, hashed to one id."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from cifar_ray.embed import weights_cache
+from cifar_ray.embed.backbones import Backbone, keras_models_dir
+from cifar_ray.errors import UserError
+
+# Libraries whose versions can change feature values (kernels, resize, layer numerics).
+NUMERIC_LIBRARIES = ("tensorflow", "keras", "numpy")
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in (*NUMERIC_LIBRARIES, "pyarrow", "ray", "cifar-ray"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def weights_identity(weights: str, seed: int, backbone: Backbone) -> dict:
+    """What the model's values come from, as this node sees them: random weights by their seed,
+    Keras' ImageNet file by its name and registry hash (checked before use, see
+    embedder.verify_keras_cache), a user's file by its sha256; a user's factory adds its code.
+
+    The driver's answer goes into the fingerprint and to every actor, which computes its own
+    with this same function and refuses to publish when the two differ (worker.ShardWorker)."""
+    if weights == "none":
+        out = {"name": "none", "seed": seed}
+    elif weights == "imagenet":
+        out = {"name": "imagenet", "file": backbone.weights_file, "hash": backbone.weights_hash}
+        if backbone.factory is not None and backbone.weights_file and not backbone.weights_hash:
+            out["sha256"] = weights_cache.sha256_of(declared_weights_path(backbone))
+    else:
+        path = Path(weights_cache.resolve(weights)).expanduser()
+        if not path.is_file():
+            raise UserError(f"--weights {weights}: no such file (use imagenet, none or a file)")
+        out = {"name": path.name, "sha256": weights_cache.sha256_of(path)}
+    if backbone.factory is not None:
+        out["factory"] = factory_identity(backbone)
+    return out
+
+
+def factory_identity(backbone: Backbone) -> dict:
+    """A user's factory by its code: the sha256 of the module file that defines it (as on this
+    node's disk) and its qualified name, plus the `version` its backbone_spec may declare.
+    Code the module imports from other files is not covered: bump `version` for that."""
+    func = backbone.factory
+    while isinstance(func, functools.partial):
+        func = func.func
+    module_name = getattr(func, "__module__", None) or ""
+    module = sys.modules.get(module_name)
+    source = getattr(module, "__file__", None)
+    out = {
+        "ref": backbone.application,
+        "qualname": getattr(func, "__qualname__", type(func).__qualname__),
+        "module": module_name,
+        "module_sha256": weights_cache.sha256_of(Path(source)) if source else None,
+    }
+    if backbone.version:
+        out["version"] = backbone.version
+    return out
+
+
+def declared_weights_path(backbone: Backbone) -> Path:
+    """The weights file a factory says it loads (backbone_spec["weights_file"]): an absolute
+    path, or a name under Keras' cache (KERAS_HOME/models), where keras.utils.get_file puts it."""
+    path = keras_models_dir() / Path(backbone.weights_file).expanduser()  # absolute: as is
+    if not path.is_file():
+        raise UserError(f"backbone {backbone.application}: declares weights_file {path}, "
+                        "which is not there after building it")  # fmt: skip
+    return path
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ, down into nested dicts (weights.factory...)."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def build(
+    *,
+    dataset: str,
+    dataset_sha256: str,
+    shard_size: int,
+    backbone: Backbone,
+    weights: dict,
+    image_size: int,
+    precision: str = "float32",
+    xla: bool = False,
+    split_sizes: dict[str, int] | None = None,
+) -> dict:
+    """`split_sizes` (images per split, i.e. --limit) decides which rows make the result:
+    a store holds one result, so a different size is a different store."""
+    libs = versions()
+    fields = {
+        "dataset": dataset,
+        "dataset_sha256": dataset_sha256,
+        "shard_size": shard_size,
+        "backbone": backbone.name,
+        "application": backbone.application,
+        "weights": weights,
+        "image_size": image_size,
+        "resize": "bilinear",
+        "preprocessing": backbone.preprocessing,
+        "precision": precision,
+        "xla": xla,
+        "versions": {k: libs[k] for k in NUMERIC_LIBRARIES},
+    }
+    if split_sizes is not None:
+        fields["split_sizes"] = dict(split_sizes)
+    return fields
+
+
+def fingerprint_id(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]

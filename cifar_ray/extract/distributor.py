@@ -1,0 +1,237 @@
+"""Extraction on Ray: a pool of embedder actors, shards streamed through, failures contained.
+
+This is the only Ray-aware part of extraction: `RayBackend` is how the scheduler reaches the
+cluster (`scheduler.py` and `actor_pool.py` decide what to do); the work is `worker.ShardWorker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import ray
+from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from cifar_ray import ray_runtime
+from cifar_ray.embed.embedder import EmbedderSpec
+from cifar_ray.embed.tfsetup import configure_tensorflow
+from cifar_ray.errors import UserError, first_line
+from cifar_ray.extract.pool import ElasticPool
+from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
+from cifar_ray.extract.worker import ShardWorker
+from cifar_ray.source.cifar import Dataset
+from cifar_ray.store.features import ShardRecord
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard
+
+log = logging.getLogger(__name__)
+
+
+class _RayShardWorker(ShardWorker):
+    """Records where it runs and keeps any start-up error, so the driver can report it in one
+    line and decide (a raising constructor would only show as a dead actor, its cause lost)."""
+
+    def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict):
+        self.error, self.user_error = None, False
+        context = ray.get_runtime_context()
+        self.node_id, self.node_ip = context.get_node_id(), ray.util.get_node_ip_address()
+        self.gpus = float(context.get_assigned_resources().get("GPU", 0.0))
+        try:
+            configure_tensorflow(spec.threads)  # before anything can initialise TensorFlow
+            super().__init__(spec, loc, metadata, node_id=self.node_id)
+        except UserError as exc:
+            self.error, self.user_error = str(exc), True
+        except Exception as exc:  # OOM on the warm-up batch, a CUDA or import error, skew...
+            log.exception("the embedder actor could not start")  # the traceback: Ray's logs
+            self.error = first_line(exc)
+
+    def info(self) -> dict:
+        where = {"node_id": self.node_id, "node_ip": self.node_ip, "gpus": self.gpus}
+        if self.error:
+            return {"error": self.error, "user_error": self.user_error, **where}
+        return {"error": None, "user_error": False, **super().info(), **where}
+
+
+def pool_shape(requested: int | None, gpus_per_actor: float) -> PoolShape:
+    resources = ray.cluster_resources()
+    return shape_for(resources.get("CPU", 1.0), resources.get("GPU", 0.0),
+                     len(_work_nodes("CPU")), requested, gpus_per_actor)  # fmt: skip
+
+
+def _work_nodes(resource: str) -> list[str]:
+    return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get(resource)]
+
+
+class RayBackend:
+    """The scheduler's view of a Ray cluster (see `scheduler.Backend`)."""
+
+    def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict, pixels: ShardPixels,
+                 requested: int | None, gpus_per_actor: float, in_flight: int):  # fmt: skip
+        self.spec, self.loc, self.metadata, self.pixels = spec, loc, metadata, pixels
+        self.requested, self.gpus_per_actor, self.in_flight = requested, gpus_per_actor, in_flight
+        self.worker = ray.remote(_RayShardWorker)
+
+    def shape(self) -> PoolShape:
+        return pool_shape(self.requested, self.gpus_per_actor)
+
+    def nodes(self, gpu: bool) -> list[str]:
+        return _work_nodes("GPU" if gpu else "CPU")
+
+    def start(self, node_id: str | None, shape: PoolShape):
+        """On `node_id` when given (a node that has none of our actors), else spread."""
+        spec = EmbedderSpec(**{**self.spec.__dict__, "threads": self.spec.threads or shape.threads})
+        where = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
+        actor = self.worker.options(
+            num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0, max_task_retries=0,
+            max_concurrency=self.in_flight, scheduling_strategy=where,
+        ).remote(spec, self.loc, self.metadata)  # fmt: skip
+        return actor, actor.info.remote()
+
+    def submit(self, actor, shard: Shard):
+        return actor.process.remote(shard, *self.pixels.get(shard))
+
+    def wait(self, tickets: list, timeout: float) -> list:
+        if not tickets:
+            time.sleep(min(timeout, 0.05))  # nothing to wait on: actors are being placed
+            return []
+        done, _ = ray.wait(tickets, num_returns=1, timeout=timeout)
+        if done and len(tickets) > 1:
+            done, _ = ray.wait(tickets, num_returns=len(tickets), timeout=0)
+        return done
+
+    def result(self, ticket):
+        try:
+            return ray.get(ticket)
+        except RayActorError as exc:
+            raise ActorDied(*_death(exc)) from None
+        except RayTaskError as exc:
+            raise TaskFailed(_task_reason(exc)) from None
+
+    def kill(self, actor) -> None:
+        ray.kill(actor, no_restart=True)
+
+
+@dataclass
+class Outcome:
+    records: list[ShardRecord] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    first_shard_s: float | None = None
+    pool_ready_s: float = 0.0  # actors built and warmed up: start-up ends here
+    actors_replaced: int = 0
+    actors_retired: int = 0  # CPU actors that GPU actors took over from
+    actors: list[dict] = field(default_factory=list)  # each actor that came up: node, GPUs
+
+
+def run(
+    dataset: Dataset,
+    todo: list[Shard],
+    spec: EmbedderSpec,
+    loc: Location,
+    metadata: dict,
+    *,
+    actors: int | None,  # the run's ExtractConfig fields: no second set of defaults here
+    gpus_per_actor: float,
+    in_flight: int,
+    max_retries: int,
+    on_shard: Callable[[ShardRecord], None] = lambda r: None,
+    pixels: ShardPixels | None = None,
+) -> Outcome:
+    """Embed and publish every shard in `todo`; a shard fails only after `max_retries` retries,
+    or at once, named, when no actor can start."""
+    started = time.monotonic()
+    backend = RayBackend(spec, loc, metadata, pixels or ShardPixels(dataset), actors,
+                         gpus_per_actor, in_flight)  # fmt: skip
+    requested = request_actors(actors, gpus_per_actor)
+    pool = None
+    try:
+        pool = ElasticPool(backend)
+        scheduler = Scheduler(pool, backend, in_flight=in_flight, max_retries=max_retries,
+                              on_shard=on_shard)  # fmt: skip
+        results = scheduler.run(todo)
+    finally:
+        if pool:
+            pool.shutdown()
+        if requested:
+            _request_bundles([])  # the request persists until replaced: give it back
+    at = lambda t: None if t is None else t - started  # noqa: E731
+    return Outcome(
+        records=results.records, failed=results.failed, seconds=time.monotonic() - started,
+        first_shard_s=at(results.first_shard_at), pool_ready_s=at(pool.first_ready_at) or 0.0,
+        actors_replaced=pool.replaced, actors_retired=pool.retired, actors=pool.started,
+    )  # fmt: skip
+
+
+def autoscaler_bundles(actors: int | None, gpus_per_actor: float, local: bool) -> list[dict]:
+    """What to ask the autoscaler for: with `--actors N` on a cluster, N bundles of a GPU
+    actor's shape, so a job submitted before any GPU worker is up brings them up (a cluster
+    that has no such node type, or no autoscaler, leaves the request unmet and harmless).
+    Nothing on an embedded Ray, or without --actors (the pool follows the cluster it finds)."""
+    if local or not actors:
+        return []
+    return [{"CPU": 1.0, "GPU": gpus_per_actor} for _ in range(actors)]
+
+
+def request_actors(actors: int | None, gpus_per_actor: float) -> bool:
+    bundles = autoscaler_bundles(actors, gpus_per_actor, ray_runtime.started_locally())
+    if bundles:
+        log.info("asking the autoscaler for %d GPU actor(s)", len(bundles))
+        _request_bundles(bundles)
+    return bool(bundles)
+
+
+def _request_bundles(bundles: list[dict]) -> None:
+    from ray.autoscaler.sdk import request_resources
+
+    try:
+        request_resources(bundles=bundles)
+    except Exception as exc:  # a hint only: a cluster without an autoscaler must still run
+        log.warning("could not ask the autoscaler for resources: %s", exc)
+
+
+def _death(exc: RayActorError) -> tuple[str, str | None]:
+    """Why an actor's process died, and its node's address, from Ray's several-line message:
+    its "key: value" lines hold the address, the first other line after them the reason."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    fields = dict(ln.split(": ", 1) for ln in lines[1:] if re.match(r"^[a-z_]+: ", ln))
+    others = [ln for ln in lines[1:] if not re.match(r"^[a-z_]+: ", ln)]
+    if lines and lines[0] == ActorDiedError.BASE_ERROR_MSG and others:
+        reason = first_line(others[0].split(" Some common causes")[0])
+    else:
+        reason = _task_reason(exc)
+    return reason, fields.get("ip")
+
+
+def _task_reason(exc: BaseException) -> str:
+    """Ray wraps what the actor raised: the cause's own message where Ray kept the exception,
+    else the last line of Ray's traceback text (the line that names the exception)."""
+    cause = getattr(exc, "cause", None)
+    if cause is not None:
+        return first_line(cause, typed=False)
+    lines = str(exc).strip().splitlines()
+    return first_line(lines[-1]) if lines else type(exc).__name__
+
+
+class ShardPixels:
+    """Each shard's uint8 pixels go into the object store once; with `keep`, every backbone's
+    pool reuses them instead of moving them again."""
+
+    def __init__(self, dataset: Dataset, keep: bool = False):
+        self.dataset, self.keep = dataset, keep
+        self._refs: dict[str, tuple] = {}
+
+    def get(self, shard: Shard) -> tuple:
+        if shard.key in self._refs:
+            return self._refs[shard.key]
+        split = self.dataset.splits[shard.split]
+        refs = (
+            ray.put(split.images[shard.start : shard.stop]),
+            ray.put(split.labels[shard.start : shard.stop]),
+        )
+        if self.keep:
+            self._refs[shard.key] = refs
+        return refs

@@ -1,0 +1,245 @@
+"""The extraction job without Ray: validate, plan, check what is done, then hand off to Ray."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cifar_ray.config import ExtractConfig
+from cifar_ray.embed import backbones, fingerprint, weights_cache
+from cifar_ray.embed.embedder import EmbedderSpec
+from cifar_ray.errors import UserError
+from cifar_ray.source import cifar
+from cifar_ray.store import locations, samples
+from cifar_ray.store.features import FeatureStore, ShardRecord
+from cifar_ray.store.locations import Location
+from cifar_ray.store.manifest import Manifest
+from cifar_ray.store.shards import Shard, plan
+
+if TYPE_CHECKING:  # distributor imports Ray: only when there is work for it
+    from cifar_ray.extract.distributor import ShardPixels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractionPlan:
+    cfg: ExtractConfig
+    dataset: cifar.Dataset
+    backbone: backbones.Backbone
+    spec: EmbedderSpec
+    store: FeatureStore
+    fingerprint: dict
+    fingerprint_id: str
+    shards: list[Shard]
+    todo: list[Shard]
+    temporaries_removed: int = 0
+    strays_removed: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return len(self.shards) - len(self.todo)
+
+    @property
+    def metadata(self) -> dict:
+        """What each Parquet file says about itself."""
+        fp = self.fingerprint
+        return {
+            "fingerprint": self.fingerprint_id,
+            "backbone": self.backbone.name,
+            "weights": fp["weights"],
+            "image_size": fp["image_size"],
+            "resize": fp["resize"],
+            "preprocessing": fp["preprocessing"],
+            "precision": fp["precision"],
+            "xla": fp["xla"],
+            "dataset": fp["dataset"],
+            "dataset_sha256": fp["dataset_sha256"],
+            "versions": fingerprint.versions(),
+        }
+
+
+def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> ExtractionPlan:
+    """Everything that can fail on user input fails here, before anything is written."""
+    backbone = backbones.get(cfg.backbone)
+    size = backbones.check_image_size(backbone, cfg.image_size)
+    if cfg.weights not in ("imagenet", "none") or backbone.factory is not None:
+        _check_model(cfg, size)
+    loc = Location(cfg.out)
+    store = FeatureStore(loc, backbone.name)
+    dataset = dataset or cifar.load(cfg.data_dir, cfg.limit)
+    sizes = {k: len(v) for k, v in dataset.splits.items()}
+    fields = fingerprint.build(
+        dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
+        backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed, backbone),
+        image_size=size, precision=cfg.precision, xla=cfg.xla, split_sizes=sizes,
+    )  # fmt: skip
+    fields, fid = _check_fingerprint(store, fields, cfg.overwrite)
+    n = sum(sizes.values())
+    locations.check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
+    removed = locations.remove_temporaries(loc, store.dir)
+    shards = plan(sizes, cfg.shard_size)
+    strays = store.remove_strays(shards)  # no attempt runs yet: losers of earlier runs go
+    if strays:
+        log.warning("removed %d stray files (uncommitted attempts, shards outside the plan)",
+                    len(strays))  # fmt: skip
+    todo = [s for s in shards if _needs_work(store, s, fid)]
+    spec = EmbedderSpec(
+        backbone.name if ":" not in cfg.backbone else cfg.backbone, size, cfg.weights, cfg.seed,
+        cfg.batch_size, precision=cfg.precision, xla=cfg.xla,
+    )  # fmt: skip
+    return ExtractionPlan(
+        cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed, len(strays)
+    )
+
+
+def _check_model(cfg: ExtractConfig, size: int) -> None:
+    """Build once in the driver: a weights file that does not fit, or a user's factory whose
+    model is wrong, fails here before anything is written, not in every actor."""
+    weights = weights_cache.resolve(cfg.weights)  # an object-store file: staged on this node
+    if cfg.weights not in ("imagenet", "none") and not Path(weights).expanduser().is_file():
+        raise UserError(f"--weights {cfg.weights}: no such file (use imagenet, none or a file)")
+    from cifar_ray.embed.embedder import build_model
+    from cifar_ray.embed.tfsetup import configure_tensorflow
+
+    configure_tensorflow()
+    build_model(EmbedderSpec(cfg.backbone, size, cfg.weights, cfg.seed))
+
+
+def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
+    problem = store.problem(shard, fid)
+    if problem and problem != "missing":
+        log.warning("shard %s will be recomputed: %s", shard.key, problem)
+    return problem is not None
+
+
+def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tuple[dict, str]:
+    """The fingerprint this run writes under: the store's own, or a refusal, or (with
+    --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
+    before anything is deleted."""
+    fid = fingerprint.fingerprint_id(fields)
+    existing = store.read_fingerprint()
+    if existing is None or existing.get("id") == fid:
+        return fields, fid
+    legacy = _legacy(store, existing, fields)
+    if legacy:
+        return legacy, existing["id"]
+    if overwrite:
+        locations.delete_dir(store.loc, store.dir)
+        return fields, fid
+    differs = sorted(k for k in fields if existing.get(k) != fields[k])
+    raise UserError(
+        f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
+        "use --overwrite to replace them or another --out"
+    )
+
+
+def _legacy(store: FeatureStore, existing: dict, fields: dict) -> dict | None:
+    """A store made before split sizes were in the fingerprint, with these settings and
+    (by its manifest) these split sizes: it resumes under its own fingerprint."""
+    old = {k: v for k, v in fields.items() if k != "split_sizes"}
+    if "split_sizes" in existing or existing.get("id") != fingerprint.fingerprint_id(old):
+        return None
+    manifest = store.read_manifest() or {}
+    return old if manifest.get("split_sizes") == fields["split_sizes"] else None
+
+
+@dataclass
+class ExtractionSummary:
+    backbone: str
+    shards: int
+    computed: int
+    skipped: int
+    images: int
+    seconds: float
+    images_per_s: float
+    first_shard_s: float | None
+    steady_images_per_s: float = 0.0  # after actors are up: what the pipeline sustains
+    failed: dict[str, str] = field(default_factory=dict)
+    actors_replaced: int = 0
+
+
+def execute(
+    p: ExtractionPlan,
+    on_shard: Callable[[ShardRecord], None] = lambda r: None,
+    pixels: ShardPixels | None = None,  # shared between backbones
+) -> ExtractionSummary:
+    """Run the Ray part for the shards still to do, then record the manifest."""
+    started = time.perf_counter()
+    outcome = None
+    if p.todo:
+        write_manifest(p, None)  # the plan, so `inspect` and `train` can name missing shards
+        from cifar_ray.extract import distributor  # Ray is imported only when there is work for it
+
+        claimed = []
+
+        def published(record: ShardRecord) -> None:
+            if not claimed:  # the store is claimed by the first result, not before
+                p.store.write_fingerprint(p.fingerprint_id, p.fingerprint)
+                claimed.append(True)
+            on_shard(record)
+
+        try:
+            outcome = distributor.run(
+                p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
+                actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
+                in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
+                pixels=pixels,
+            )  # fmt: skip
+        except BaseException:  # interrupted or failed: still leave only the result behind
+            with contextlib.suppress(Exception):
+                _clean(p)
+            raise
+        _clean(p)
+    seconds = time.perf_counter() - started
+    images = sum(r.rows for r in outcome.records) if outcome else 0
+    summary = ExtractionSummary(
+        backbone=p.backbone.name, shards=len(p.shards),
+        computed=len(outcome.records) if outcome else 0, skipped=p.skipped, images=images,
+        seconds=round(seconds, 3), images_per_s=round(images / seconds, 2) if images else 0.0,
+        first_shard_s=outcome.first_shard_s if outcome else None,
+        steady_images_per_s=_steady_rate(images, outcome),
+        failed=outcome.failed if outcome else {},
+        actors_replaced=outcome.actors_replaced if outcome else 0,
+    )  # fmt: skip
+    write_manifest(p, summary)
+    write_preview(p)
+    return summary
+
+
+def _clean(p: ExtractionPlan) -> None:
+    """After the pool is shut down no attempt runs: the data of attempts that lost a race or
+    never committed goes, so the split folders hold exactly the result's rows."""
+    locations.remove_temporaries(p.store.loc, p.store.dir)
+    p.store.remove_strays(p.shards)
+
+
+def _steady_rate(images: int, outcome) -> float:
+    if not images:
+        return 0.0
+    return round(images / max(1e-9, outcome.seconds - outcome.pool_ready_s), 2)
+
+
+def write_preview(p: ExtractionPlan, n: int = 64) -> None:
+    """The first test images, for the report's prediction grid (the report has no data dir)."""
+    test = p.dataset.splits["test"]
+    samples.write_preview(p.store.loc, test.images[:n], test.labels[:n], p.dataset.classes)
+
+
+def manifest(p: ExtractionPlan) -> Manifest:
+    """What this plan tells the store's manifest; the store decides what it records."""
+    return Manifest(
+        backbone=p.backbone.name, fingerprint=p.fingerprint_id, classes=list(p.dataset.classes),
+        split_sizes={k: len(v) for k, v in p.dataset.splits.items()},
+        data_dir=str(Path(p.cfg.data_dir).resolve()) if p.cfg.data_dir else None,
+        shard_size=p.cfg.shard_size,
+    )  # fmt: skip
+
+
+def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> None:
+    manifest(p).write(p.store, summary.__dict__ if summary else None)

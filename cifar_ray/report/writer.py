@@ -1,0 +1,252 @@
+"""OUT/report/: metrics.json (the truth), then report.md and a self-contained report.html."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+
+from cifar_ray.embed import fingerprint
+from cifar_ray.errors import UserError
+from cifar_ray.report import plots
+from cifar_ray.store import locations, samples
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.layout import PREVIEW, SAMPLES, Layout
+from cifar_ray.store.locations import Location
+from cifar_ray.train.results import HEAD, SPLITS, models_of
+
+Block = tuple  # ("h3", text) | ("p", text) | ("table", header, rows) | ("fig", figure name)
+EXTRACTION_ROWS = ("weights", "image_size", "preprocessing", "versions", "images", "seconds",
+                   "images_per_s", "actors_replaced")  # fmt: skip
+SECTIONS = {  # HTML id -> heading, in report order
+    "accuracy": "Accuracy against the baselines",
+    "learning-curves": "Learning curves",
+    "confusion": "Confusion matrix (dense head)",
+    "per-class": "Per-class accuracy",
+    "predictions": "Predictions on test images",
+    "embedding": "Embedding map",
+    "comparison": "Backbone comparison",
+    "run": "Run",
+}
+
+
+def collect(loc: Location) -> dict:
+    layout = Layout(loc)
+    found = sorted(
+        p for p in locations.list_files(loc, layout.models_dir()) if layout.is_results(p)
+    )
+    if not found:
+        raise UserError(f"{loc.uri}: no trained models; run `cifar-ray train` first")
+    results = {}
+    for path in found:
+        res = json.loads(locations.get_bytes(loc, path))
+        results[res["backbone"]] = res
+    return results
+
+
+def comparison(results: dict) -> list[dict]:
+    rows = []
+    for backbone, res in results.items():
+        row = {
+            "backbone": backbone,
+            "dim": res["dim"],
+            "images_per_s": res["extraction"].get("images_per_s"),
+            "extraction_s": res["extraction"].get("seconds"),
+        }
+        row.update({name: m.test_accuracy for name, m in models_of(res).items()})
+        rows.append(row)
+    return rows
+
+
+def write(out: str) -> str:
+    loc = Location(out)
+    results = collect(loc)
+    metrics = {
+        "generated_unix": int(time.time()),
+        "versions": fingerprint.versions(),
+        "backbones": results,
+        "comparison": comparison(results),
+        "feature_fingerprints": {b: _feature_fingerprint(loc, b) for b in results},
+    }
+    put = Layout(loc).report_file
+    locations.put_atomic(loc, put("metrics.json"), json.dumps(metrics, indent=1).encode())
+    figures = plots.report_figures(metrics, samples.read_preview(loc))
+    for name, png in figures.items():
+        locations.put_atomic(loc, put(f"{name}.png"), png)
+    sections = _sections(metrics, figures)
+    locations.put_atomic(loc, put("report.md"), _markdown(sections).encode())
+    locations.put_atomic(loc, put("report.html"), _html(sections, figures).encode())
+    return put("report.html")
+
+
+def _feature_fingerprint(loc: Location, backbone: str) -> dict:
+    return FeatureStore(loc, backbone).read_fingerprint() or {}
+
+
+def _fmt(value, digits: int | None = 4) -> str:
+    """Table text: fixed decimals for scores and timings, shortest form for settings."""
+    if value is None or value == "":
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if digits is not None else f"{value:g}"
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _sections(metrics: dict, figures: dict) -> list[tuple[str, str, list[Block]]]:
+    """(id, title, blocks) for each section; the per-backbone ones get a subheading each."""
+    builders = {
+        "accuracy": _accuracy_blocks,
+        "learning-curves": _learning_blocks,
+        "confusion": lambda b, res, figs: [("fig", f"{b}-confusion")],
+        "per-class": _per_class_blocks,
+        "predictions": _prediction_blocks,
+        "embedding": _embedding_blocks,
+    }
+    sections = []
+    for sid, build in builders.items():
+        blocks = []
+        for b, res in metrics["backbones"].items():
+            blocks += [("h3", b), *build(b, res, figures)]
+        sections.append((sid, SECTIONS[sid], blocks))
+    sections.append(("comparison", SECTIONS["comparison"], _comparison_blocks(metrics)))
+    sections.append(("run", SECTIONS["run"], _run_blocks(metrics)))
+    return sections
+
+
+def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    ranked = sorted(models_of(res).items(), key=lambda kv: -kv[1].test_accuracy)
+    header = ["model", "kind", "train acc", "val acc", "test acc", "fit s", "infer s"]
+    rows = [
+        [n, m.kind, *(_fmt(m.accuracy[k]) for k in SPLITS), _fmt(m.fit_s, 1), _fmt(m.infer_s, 2)]
+        for n, m in ranked
+    ]
+    counts = ", ".join(f"{k} {v}" for k, v in res["sizes"].items())
+    note = (
+        f"Images: {counts}. Chance: {1 / len(res['classes']):.3f}. Model selection and early "
+        "stopping see validation only; test is scored once."
+    )
+    return [("p", note), ("table", header, rows), ("fig", f"{b}-accuracy")]
+
+
+def _learning_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    flat = [n for n, m in models_of(res).items() if not m.history]
+    note = [("p", f"No per-epoch history (fitted in one go): {', '.join(flat)}.")] if flat else []
+    return [("fig", f"{b}-learning-curves"), *note]
+
+
+def _per_class_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    models = models_of(res)
+    rows = [
+        [c, *(_fmt(m.per_class[i], 3) for m in models.values())]
+        for i, c in enumerate(res["classes"])
+    ]
+    return [("fig", f"{b}-per-class"), ("table", ["class", *models], rows)]
+
+
+def _prediction_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    if f"{b}-predictions" in figures:
+        return [("fig", f"{b}-predictions")]
+    return [("p", f"No test preview (OUT/{SAMPLES}/{PREVIEW}) was found.")]
+
+
+def _embedding_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    n = len(res["embedding_2d"]["xy"])
+    methods = ", ".join(plots.embedding_sources(res))
+    note = f"{methods} of {n} test images' features, coloured by their true class."
+    return [("fig", f"{b}-embedding"), ("p", note)]
+
+
+def _comparison_blocks(metrics: dict) -> list[Block]:
+    rows = metrics["comparison"]
+    if len(rows) < 2:
+        return [("p", "One backbone only; extract and train several to compare them here.")]
+    fixed = ["backbone", "dim", "images_per_s", "extraction_s"]
+    names = [HEAD, *sorted({k for r in rows for k in r} - {HEAD, *fixed})]
+    header = ["backbone", "feature dim", "images/s", "extraction s", *names]
+    table = [[_fmt(r[k], 1) for k in fixed] + [_fmt(r.get(n)) for n in names] for r in rows]
+    return [("table", header, table), ("fig", "comparison")]
+
+
+def _settings(res: dict, feature_fingerprint: dict) -> dict:
+    """One backbone's run settings, by row label, in table order."""
+    extraction = {**feature_fingerprint, **res["extraction"]}
+    rows = {"fingerprint": res["fingerprint"], "dim": res["dim"], "sizes": res["sizes"]}
+    rows.update({f"extraction {k}": extraction.get(k) for k in EXTRACTION_ROWS})
+    rows.update({f"train {k}": v for k, v in res["train_config"].items() if k != "backbone"})
+    return rows
+
+
+def _run_blocks(metrics: dict) -> list[Block]:
+    prints = metrics["feature_fingerprints"]
+    per = {b: _settings(res, prints.get(b, {})) for b, res in metrics["backbones"].items()}
+    labels = list(dict.fromkeys(label for rows in per.values() for label in rows))
+    table = [[label, *(_fmt(rows.get(label), None) for rows in per.values())] for label in labels]
+    generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(metrics["generated_unix"]))
+    return [
+        ("p", f"Generated {generated}. Every number comes from metrics.json beside this file."),
+        ("table", ["setting", *per], table),
+        ("h3", "Library versions"),
+        ("table", ["library", "version"], [[k, v] for k, v in metrics["versions"].items()]),
+    ]
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _markdown(sections: list) -> str:
+    lines = ["# cifar-ray report", ""]
+    for _, title, blocks in sections:
+        lines += [f"## {title}", ""]
+        for kind, *args in blocks:
+            if kind == "table":
+                header, rows = args
+                lines += ["| " + " | ".join(map(_cell, header)) + " |", "|" + "---|" * len(header)]
+                lines += ["| " + " | ".join(map(_cell, r)) + " |" for r in rows]
+            else:
+                text = args[0]
+                lines.append(
+                    {"h3": f"### {text}", "p": text, "fig": f"![{text}]({text}.png)"}[kind]
+                )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _html_block(kind: str, args: list, figures: dict) -> str:
+    esc = html.escape
+    if kind == "table":
+        header, rows = args
+        head = "".join(f"<th>{esc(str(h))}</th>" for h in header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if kind == "fig":
+        data = base64.b64encode(figures[args[0]]).decode()
+        title = esc(args[0].replace("-", " "))
+        return f'<figure><img alt="{title}" src="data:image/png;base64,{data}"></figure>'
+    return f"<{kind}>{esc(args[0])}</{kind}>"
+
+
+def _html(sections: list, figures: dict) -> str:
+    nav = "".join(f'<li><a href="#{sid}">{html.escape(t)}</a></li>' for sid, t, _ in sections)
+    body = "".join(
+        f'<section id="{sid}"><h2>{html.escape(title)}</h2>'
+        + "".join(_html_block(kind, args, figures) for kind, *args in blocks)
+        + "</section>"
+        for sid, title, blocks in sections
+    )
+    style = (
+        "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222;padding:0 1em}"
+        "table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;"
+        "padding:3px 9px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "th{background:#f3f3f3}img{max-width:100%}figure{margin:.5em 0 1.5em}"
+        "nav ul{display:flex;flex-wrap:wrap;gap:.3em 1.2em;list-style:none;padding:0}"
+        "section{border-top:1px solid #ddd;margin-top:1.5em}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>cifar-ray report</title><style>{style}</style></head><body>"
+        f"<h1>cifar-ray report</h1><nav><ul>{nav}</ul></nav>{body}</body></html>\n"
+    )

@@ -1,0 +1,75 @@
+"""`cifar-ray inspect`: check every feature store under OUT and find exactly what is wrong
+(the command layer prints it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow.parquet as pq
+
+from cifar_ray.errors import UserError
+from cifar_ray.store import locations
+from cifar_ray.store.features import META_KEY, FeatureStore
+from cifar_ray.store.layout import MANIFEST, Layout
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import plan
+
+
+def stores(loc: Location) -> list[str]:
+    """The backbones with a feature store under OUT (a manifest or a fingerprint)."""
+    layout = Layout(loc)
+    found = (layout.store_of(p) for p in locations.list_files(loc, layout.features_dir()))
+    return sorted({name for name in found if name})
+
+
+def check(store: FeatureStore) -> tuple[dict, list[str]]:
+    """(counts, problems) for one backbone's store; counts["strays"] lists the files that
+    are not part of the result (see `FeatureStore.strays`)."""
+    manifest = store.read_manifest()
+    if manifest is None:
+        return {}, [f"no {MANIFEST}: extraction never got past planning"]
+    fid = manifest["fingerprint"]
+    shards = plan(manifest["split_sizes"], manifest["shard_size"])
+    problems = [f"{s.key}: {p}" for s in shards if (p := store.problem(s, fid))]
+    dims = set()
+    for shard in shards:
+        if any(p.startswith(f"{shard.key}:") for p in problems):
+            continue
+        schema = pq.read_schema(store.data_path(shard), filesystem=store.loc.fs)
+        dims.add(schema.field("features").type.list_size)
+        meta = (schema.metadata or {}).get(META_KEY, b"")
+        if fid.encode() not in meta:
+            problems.append(f"{shard.key}: file metadata names another fingerprint")
+    if len(dims) > 1:
+        problems.append(f"feature dimensions differ between shards: {sorted(dims)}")
+    counts = {
+        "shards": len(shards),
+        "rows": sum(s.rows for s in shards),
+        "dim": next(iter(dims), 0),
+        "fingerprint": fid,
+        "strays": store.strays(shards),
+    }
+    return counts, problems
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """One backbone's store as `inspect` found it."""
+
+    backbone: str
+    counts: dict  # shards, rows, dim, fingerprint, strays (see `check`)
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Strays do not make a store bad: training reads only what records name."""
+        return not self.problems
+
+
+def inspect(out: str) -> list[StoreCheck]:
+    """Every store under OUT, checked; refuses an OUT without any."""
+    loc = Location(out)
+    names = stores(loc)
+    if not names:
+        raise UserError(f"{out}: no feature stores under {Layout(loc).features_dir()}")
+    return [StoreCheck(name, *check(FeatureStore(loc, name))) for name in names]

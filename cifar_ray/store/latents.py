@@ -1,0 +1,55 @@
+"""Assembled latents: a complete, single-fingerprint feature store, read into numpy once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cifar_ray.errors import UserError
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.locations import Location
+from cifar_ray.store.shards import Shard, plan
+
+
+@dataclass(frozen=True)
+class Latents:
+    """Checked on load, labels in memory; the features (the large part) are read on demand."""
+
+    backbone: str
+    classes: tuple[str, ...]
+    y: dict[str, np.ndarray]  # split -> (N,) int64, id order
+    manifest: dict
+    store: FeatureStore
+    shards: dict[str, list[Shard]]
+
+    @property
+    def dim(self) -> int:
+        return self.store.dim(self.shards["train"][0])
+
+    def features(self, split: str) -> np.ndarray:
+        """(N, dim) float32 in id order."""
+        return self.store.read_split(self.shards[split])[0]
+
+    def read(self, split: str, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(features, labels) with row i the image `order[i]` (id order by default), each
+        shard decoded straight into its rows: how training gets fit-then-validation order
+        without a copy (`train.splits.latent_parts`)."""
+        return self.store.read_split(self.shards[split], order)
+
+
+def load(loc: Location, backbone: str) -> Latents:
+    """Refuse an incomplete store or one that mixes fingerprints, naming the shards."""
+    store = FeatureStore(loc, backbone)
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise UserError(f"{store.dir}: no features here; run `cifar-ray extract` first")
+    shards = plan(manifest["split_sizes"], manifest["shard_size"])
+    bad = {s.key: p for s in shards if (p := store.problem(s, manifest["fingerprint"]))}
+    if bad:
+        listed = ", ".join(f"{k} ({v})" for k, v in sorted(bad.items())[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise UserError(f"{store.dir}: incomplete feature store: {listed}{more}")
+    by_split = {split: [s for s in shards if s.split == split] for split in manifest["split_sizes"]}
+    y = {split: store.read_labels(group) for split, group in by_split.items()}
+    return Latents(backbone, tuple(manifest["classes"]), y, manifest, store, by_split)

@@ -1,0 +1,129 @@
+"""Where everything lives under OUT: every path below the output root is spelled here once.
+
+    OUT/features/<backbone>/<split>/part-NNNNN-<attempt>.parquet   a shard's data (one attempt)
+    OUT/features/<backbone>/_shards/<split>-NNNNN.json             a shard's record (commit point)
+    OUT/features/<backbone>/manifest.json                          shards, counts, throughput
+    OUT/features/<backbone>/fingerprint.json                       what decides the features
+    OUT/models/<backbone>/head.keras                               the trained dense head
+    OUT/models/<backbone>/state.json                               the head's training state
+    OUT/models/<backbone>/results.json                             every model's results
+    OUT/train-runs/head-<backbone>-<key>/                          Ray Train checkpoints
+    OUT/samples/test-preview.npz                                   first test images, for the report
+    OUT/report/                                                    metrics.json, report.*, *.png
+
+Modules ask a `Layout` for a path instead of joining names themselves, so the layout the
+README documents is the layout the code writes, and a change to it is one change here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cifar_ray.store.locations import Location
+
+FEATURES = "features"
+MODELS = "models"
+TRAIN_RUNS = "train-runs"
+SAMPLES = "samples"
+REPORT = "report"
+
+RECORDS = "_shards"  # hidden from Parquet dataset readers by its leading underscore
+MANIFEST = "manifest.json"
+FINGERPRINT = "fingerprint.json"
+STORE_FILES = (FINGERPRINT, MANIFEST)  # a store's own files, beside its split folders
+HEAD = "head.keras"
+HEAD_STATE = "state.json"
+RESULTS = "results.json"
+PREVIEW = "test-preview.npz"
+
+# What a record may name: a shard's data file, with an attempt id or (older stores) without.
+DATA_FILE = re.compile(r"part-(\d{5})(?:-([0-9a-f]{1,32}))?\.parquet")
+
+
+def data_file_name(index: int, attempt: str = "") -> str:
+    """`part-NNNNN-<attempt>.parquet`; without an attempt, the fixed name older stores used."""
+    return f"part-{index:05d}-{attempt}.parquet" if attempt else f"part-{index:05d}.parquet"
+
+
+def shard_key(split: str, index: int) -> str:
+    """A shard's name, `<split>-NNNNN`: its record is `_shards/<key>.json`."""
+    return f"{split}-{index:05d}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths under one output location (local folder or object-store prefix)."""
+
+    loc: Location
+
+    # --- OUT/features/ -------------------------------------------------------------------
+    def features_dir(self) -> str:
+        return self.loc.path(FEATURES)
+
+    def store_dir(self, backbone: str) -> str:
+        return self.loc.path(FEATURES, backbone)
+
+    def split_dir(self, backbone: str, split: str) -> str:
+        return f"{self.store_dir(backbone)}/{split}"
+
+    def data_file(self, backbone: str, split: str, file: str) -> str:
+        return f"{self.split_dir(backbone, split)}/{file}"
+
+    def records_dir(self, backbone: str) -> str:
+        return f"{self.store_dir(backbone)}/{RECORDS}"
+
+    def record(self, backbone: str, key: str) -> str:
+        return f"{self.records_dir(backbone)}/{key}.json"
+
+    def manifest(self, backbone: str) -> str:
+        return f"{self.store_dir(backbone)}/{MANIFEST}"
+
+    def fingerprint(self, backbone: str) -> str:
+        return f"{self.store_dir(backbone)}/{FINGERPRINT}"
+
+    def store_of(self, path: str) -> str | None:
+        """The backbone whose manifest or fingerprint `path` is, else None."""
+        parent, _, name = path.rpartition("/")
+        folder, _, backbone = parent.rpartition("/")
+        return backbone if name in STORE_FILES and folder == self.features_dir() else None
+
+    # --- OUT/models/ and OUT/train-runs/ -------------------------------------------------
+    def models_dir(self) -> str:
+        return self.loc.path(MODELS)
+
+    def models(self, backbone: str) -> str:
+        return self.loc.path(MODELS, backbone)
+
+    def head(self, backbone: str) -> str:
+        return f"{self.models(backbone)}/{HEAD}"
+
+    def head_state(self, backbone: str) -> str:
+        return f"{self.models(backbone)}/{HEAD_STATE}"
+
+    def results(self, backbone: str) -> str:
+        return f"{self.models(backbone)}/{RESULTS}"
+
+    def is_results(self, path: str) -> bool:
+        parent, _, name = path.rpartition("/")
+        return name == RESULTS and parent.rpartition("/")[0] == self.models_dir()
+
+    def train_runs(self) -> str:
+        return self.loc.path(TRAIN_RUNS)
+
+    def train_runs_storage(self) -> str:
+        """What Ray Train's `storage_path` takes: a local path, or the URI on object storage."""
+        return self.train_runs() if self.loc.is_local else f"{self.loc.uri}/{TRAIN_RUNS}"
+
+    def train_run(self, name: str) -> str:
+        return f"{self.train_runs()}/{name}"
+
+    # --- OUT/samples/ and OUT/report/ ----------------------------------------------------
+    def preview(self) -> str:
+        return self.loc.path(SAMPLES, PREVIEW)
+
+    def report_dir(self) -> str:
+        return self.loc.path(REPORT)
+
+    def report_file(self, name: str) -> str:
+        return f"{self.report_dir()}/{name}"

@@ -1,0 +1,49 @@
+"""A feature store's manifest: its plan, the shards published under its fingerprint, and the
+throughput of the last run that embedded anything. The store owns its schema; extraction
+passes what it knows (the plan, the run's summary)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.layout import MANIFEST
+from cifar_ray.store.shards import plan
+
+THROUGHPUT_KEYS = ("images", "seconds", "images_per_s", "steady_images_per_s", "first_shard_s")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The plan part of `manifest.json`: what `inspect` and `train` need to name every shard."""
+
+    backbone: str
+    fingerprint: str
+    classes: list[str]
+    split_sizes: dict[str, int]
+    data_dir: str | None  # the extraction's source, for raw-pixel baselines
+    shard_size: int
+
+    def write(self, store: FeatureStore, last_run: dict | None = None) -> dict:
+        """Record which shards are published under this fingerprint. `last_run` is the run's
+        summary (None while planning); a run that embedded nothing keeps the old throughput."""
+        shards = plan(self.split_sizes, self.shard_size)
+        records = [store.record(s) for s in shards]
+        published = [asdict(r) for r in records if r and r.fingerprint == self.fingerprint]
+        payload = {
+            **asdict(self),
+            "complete": len(published) == len(shards),
+            "shards": published,
+            "last_run": last_run or {},
+            "throughput": _throughput(store, last_run),
+        }
+        store.write_json(MANIFEST, payload)
+        return payload
+
+
+def _throughput(store: FeatureStore, last_run: dict | None) -> dict:
+    """The last run that embedded anything: a resumed run with nothing to do keeps it."""
+    if last_run and last_run.get("images"):
+        return {k: last_run[k] for k in THROUGHPUT_KEYS}
+    previous = store.read_manifest() or {}
+    return previous.get("throughput", {})

@@ -1,0 +1,193 @@
+"""The dense head on Ray Train: one worker by default, per-epoch checkpoints, resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+
+from cifar_ray.config import TrainConfig, as_dict
+from cifar_ray.errors import UserError
+from cifar_ray.store import latents, locations
+from cifar_ray.store.layout import Layout
+from cifar_ray.store.locations import Location
+from cifar_ray.train import head, metrics
+from cifar_ray.train.results import HEAD, HEAD_KIND, ModelResult
+
+log = logging.getLogger(__name__)
+
+# The TrainConfig fields that decide the trained head; the others (baselines, report
+# options, paths) do not, so changing them still resumes.
+MODEL_FIELDS = ("hidden", "dropout", "learning_rate", "epochs", "batch_size", "patience",
+                "val_fraction", "seed")  # fmt: skip
+
+
+def run_key(cfg: TrainConfig, lat: latents.Latents) -> str:
+    """What the head is trained from: the model fields, the split and the features. A
+    checkpoint is resumed only under the same key, so a resumed model is never one fitted on
+    rows that are now validation, or with another seed or size."""
+    fields = {name: getattr(cfg, name) for name in MODEL_FIELDS}
+    fields["fingerprint"] = lat.manifest["fingerprint"]
+    fields["split_sizes"] = lat.manifest["split_sizes"]
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_name(backbone: str, key: str) -> str:
+    return f"head-{backbone}-{key}"
+
+
+def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref) -> dict:
+    """fit_ref and val_ref: (x, y) in the object store; the worker reads them from there."""
+    from cifar_ray.embed.tfsetup import configure_tensorflow
+
+    configure_tensorflow()  # ray.train.tensorflow imports TensorFlow into the driver
+    import ray
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    gpus = ray.cluster_resources().get("GPU", 0) > 0
+    key = run_key(cfg, lat)
+    name = run_name(lat.backbone, key)
+    _remove_other_runs(loc, lat.backbone, keep=name)
+    layout = Layout(loc)
+    trainer = TensorflowTrainer(
+        _train_loop,
+        train_loop_config={
+            "cfg": as_dict(cfg),
+            "backbone": lat.backbone,
+            "run_key": key,
+            "n_classes": len(lat.classes),
+            "fit": fit_ref,
+            "val": val_ref,
+        },
+        scaling_config=ScalingConfig(num_workers=1, use_gpu=gpus),
+        run_config=RunConfig(
+            name=name,
+            storage_path=layout.train_runs_storage(),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    trainer.fit()
+    state_raw = locations.get_bytes(loc, layout.head_state(lat.backbone))
+    locations.delete_dir(loc, layout.train_run(name))  # done: next run starts fresh
+    return json.loads(state_raw)
+
+
+def _remove_other_runs(loc: Location, backbone: str, keep: str) -> None:
+    """A killed run under another config will never be resumed (its key is gone): delete
+    its checkpoints. Names are `head-<backbone>-<key>`; a key has no dash, so another
+    backbone whose name starts with this one's is left alone."""
+    prefix = run_name(backbone, "")
+    selector = pafs.FileSelector(Layout(loc).train_runs(), allow_not_found=True)
+    for info in loc.fs.get_file_info(selector):
+        name = info.base_name
+        stale = name.startswith(prefix) and "-" not in name[len(prefix) :] and name != keep
+        if stale and info.type == pafs.FileType.Directory:
+            log.warning("%s: removing checkpoints of a run with another config", info.path)
+            locations.delete_dir(loc, info.path)
+
+
+def _train_loop(config: dict) -> None:
+    """Runs in the Ray Train worker: resumes from Ray Train's latest checkpoint if there is one."""
+    from cifar_ray.embed.tfsetup import configure_tensorflow
+
+    configure_tensorflow()  # before Keras imports TensorFlow: memory growth, not the whole GPU
+    import keras
+    import ray
+    import ray.train
+
+    cfg = TrainConfig(**config["cfg"])
+    loc = Location(cfg.out)
+    data = (*ray.get(config["fit"]), *ray.get(config["val"]))
+    work = Path(tempfile.mkdtemp(prefix="cifar-ray-head-"))
+    best = work / "best.weights.h5"
+    model = head.build(data[0].shape[1], config["n_classes"], cfg.hidden, cfg.dropout,
+                       cfg.learning_rate, cfg.seed, x_fit=data[0])  # fmt: skip
+    state = head.LoopState(run_key=config["run_key"])
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            saved = head.LoopState.load(Path(folder))
+            if saved.run_key == state.run_key:  # the run name has the key; this double-checks
+                model = keras.models.load_model(Path(folder) / "model.keras")
+                state = saved
+                state.resumed_from = state.epoch
+                _copy(Path(folder) / "best.weights.h5", best)
+
+    def on_epoch(state: head.LoopState, improved: bool) -> None:
+        if improved:
+            model.save_weights(best)
+        with tempfile.TemporaryDirectory() as folder:
+            model.save(Path(folder) / "model.keras")
+            _copy(best, Path(folder) / "best.weights.h5")
+            state.save(Path(folder))
+            last = {k: v[-1] for k, v in state.history.items()}
+            ray.train.report(
+                {"epoch": state.epoch, **last},
+                checkpoint=ray.train.Checkpoint.from_directory(folder),
+            )
+
+    head.fit(
+        model, data, epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
+        seed=cfg.seed, state=state, on_epoch=on_epoch,
+    )  # fmt: skip
+    model.load_weights(best)
+    layout, backbone = Layout(loc), config["backbone"]
+    model.save(work / "head.keras")
+    locations.put_atomic(loc, layout.head(backbone), (work / "head.keras").read_bytes())
+    locations.put_atomic(loc, layout.head_state(backbone), json.dumps(state.__dict__).encode())
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.write_bytes(src.read_bytes())
+
+
+def load_head(loc: Location, backbone: str):
+    """The saved model, from local disk or object storage."""
+    from cifar_ray.embed.tfsetup import configure_tensorflow
+
+    configure_tensorflow()
+    import keras
+
+    path = Layout(loc).head(backbone)
+    raw = locations.get_bytes(loc, path)
+    if raw is None:
+        raise UserError(f"{Layout(loc).models(backbone)}: no trained model; run `cifar-ray train`")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "head.keras"
+        path.write_bytes(raw)
+        return keras.models.load_model(path)
+
+
+def predict(model, x: np.ndarray) -> np.ndarray:
+    return np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=1)
+
+
+def evaluate(
+    loc: Location, backbone: str, parts: dict, n_classes: int, state: dict, fit_s: float
+) -> ModelResult:
+    """Accuracy comes from the saved model itself, so it reproduces exactly on reload."""
+    model = load_head(loc, backbone)
+    preds, seconds = {}, {}
+    for split, (x, _) in parts.items():
+        started = time.perf_counter()
+        preds[split] = predict(model, x)
+        seconds[split] = time.perf_counter() - started
+    params = {
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
+        "resumed_from": state["resumed_from"],
+        "run_key": state.get("run_key"),
+        "stopped_early": state["stopped_early"],
+    }
+    accuracy = {k: metrics.accuracy(parts[k][1], p) for k, p in preds.items()}
+    return ModelResult.scored(
+        HEAD, HEAD_KIND, params, accuracy, parts["test"][1], preds["test"], n_classes,
+        fit_s=fit_s, infer_s=seconds["test"], history=state["history"],
+    )  # fmt: skip

@@ -1,0 +1,158 @@
+"""Training on Ray: the dense head through Ray Train, baselines as parallel Ray tasks.
+
+`prepare` checks every store before Ray starts; `train_all` runs in the Ray session the
+command layer opened and returns the results, which the command layer prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from cifar_ray import progress
+from cifar_ray.config import TrainConfig, as_dict, backbone_names
+from cifar_ray.errors import UserError
+from cifar_ray.store import checks, latents, locations
+from cifar_ray.store.layout import Layout
+from cifar_ray.store.locations import Location
+from cifar_ray.train import baselines, maps, pixel_baselines, ray_train, splits
+from cifar_ray.train.results import HEAD
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Every store loaded and checked, and the pixels for the raw-pixel baselines: made before
+    Ray starts, because a clear refusal beats a failed Ray job."""
+
+    cfg: TrainConfig
+    loc: Location
+    loaded: dict[str, latents.Latents]
+    pixels: dict[str, dict]  # split sizes (_split_key) -> the images behind the latents
+
+
+def prepare(cfg: TrainConfig) -> TrainingPlan:
+    """The stores named by --backbone (all under OUT when none is named), checked."""
+    loc = Location(cfg.out)
+    names = backbone_names(cfg.backbone, required=False) or checks.stores(loc)
+    if not names:
+        raise UserError(f"{loc.uri}: no feature stores; run `cifar-ray extract` first")
+    loaded = {name: latents.load(loc, name) for name in names}
+    pixels = pixel_inputs(cfg, loaded) if cfg.pixel_baselines else {}
+    return TrainingPlan(cfg, loc, loaded, pixels)
+
+
+def train_all(plan: TrainingPlan) -> dict[str, dict]:
+    """Train every store of the plan, in the Ray session the caller opened; backbone ->
+    results (as results.json holds them)."""
+    pixel_refs = _start_pixel_baselines(plan.cfg, plan.pixels)
+    return {
+        name: train_one(plan.cfg, plan.loc, lat, pixel_refs.get(_split_key(lat), []))
+        for name, lat in plan.loaded.items()
+    }
+
+
+def _split_key(lat: latents.Latents) -> str:
+    return json.dumps(lat.manifest["split_sizes"], sort_keys=True)
+
+
+def pixel_inputs(cfg: TrainConfig, loaded: dict[str, latents.Latents]) -> dict[str, dict]:
+    """The images behind the latents, split the same way; skipped with a warning if the
+    source is gone (the backbone models do not need it)."""
+    from cifar_ray.source import cifar
+
+    first = next(iter(loaded.values()))
+    source = cfg.data_dir or first.manifest.get("data_dir")
+    try:
+        ds = cifar.load(source)
+    except UserError as exc:
+        log.warning("raw-pixel baselines skipped: %s", exc)
+        return {}
+    inputs = {}
+    for lat in loaded.values():
+        sizes = lat.manifest["split_sizes"]
+        x = {k: ds.splits[k].images[: sizes[k]] for k in sizes}
+        y = {k: ds.splits[k].labels[: sizes[k]] for k in sizes}
+        if any(not np.array_equal(y[k], lat.y[k]) for k in sizes):
+            raise UserError(f"{source}: labels differ from the {lat.backbone} features; "
+                            "pass the --data-dir used for extraction")  # fmt: skip
+        inputs[_split_key(lat)] = {
+            **splits.parts(x, y, cfg.val_fraction, cfg.seed),
+            "n_classes": len(lat.classes),
+        }
+    return inputs
+
+
+def _start_pixel_baselines(cfg: TrainConfig, inputs: dict[str, dict]) -> dict[str, list]:
+    import ray
+
+    task = ray.remote(num_cpus=1)(pixel_baselines.run)
+    refs = {}
+    for key, p in inputs.items():
+        put = {k: ray.put(p[k]) for k in ("train", "val", "test")}
+        refs[key] = [
+            task.remote(
+                name,
+                put["train"],
+                put["val"],
+                put["test"],
+                p["n_classes"],
+                epochs=cfg.pixel_epochs,
+                seed=cfg.seed,
+            )
+            for name in pixel_baselines.CANDIDATES
+        ]
+    return refs
+
+
+def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=()) -> dict:
+    import ray
+
+    refs = _share(splits.latent_parts(lat, cfg.val_fraction, cfg.seed))
+    parts = {k: ray.get(ref) for k, ref in refs.items()}  # read-only views of shared memory
+    n_classes = len(lat.classes)
+    pending = []
+    if cfg.baselines:
+        task = ray.remote(num_cpus=1)(baselines.run)
+        pending = [
+            task.remote(name, refs["train"], refs["val"], refs["test"], n_classes)
+            for name in baselines.CANDIDATES
+        ]
+    with progress.console.status(f"training dense head on {lat.backbone} (Ray Train)"):
+        started = time.perf_counter()
+        state = ray_train.fit(cfg, loc, lat, refs["train"], refs["val"])
+        fit_s = time.perf_counter() - started
+    head_result = ray_train.evaluate(loc, lat.backbone, parts, n_classes, state, fit_s)
+    models = {HEAD: head_result.to_dict()}
+    with progress.console.status("baselines"):
+        for result in ray.get([*pending, *pixel_refs]):
+            models[result["name"]] = result
+    result = {
+        "backbone": lat.backbone,
+        "fingerprint": lat.manifest["fingerprint"],
+        "dim": lat.dim,
+        "classes": list(lat.classes),
+        "sizes": {k: len(v[1]) for k, v in parts.items()},
+        "train_config": as_dict(cfg),
+        "extraction": lat.manifest.get("throughput", {}),
+        "models": models,
+        "embedding_2d": maps.pca_map(parts["test"], cfg.seed),
+    }
+    if cfg.tsne:
+        result["embedding_tsne"] = maps.tsne_map(*parts["test"], cfg.seed)
+    body = json.dumps(result, indent=1).encode()
+    locations.put_atomic(loc, Layout(loc).results(lat.backbone), body)
+    return result
+
+
+def _share(parts: dict[str, tuple]) -> dict:
+    """Into Ray's object store once: the driver, the baselines and the Ray Train worker then
+    read the same pages (zero-copy on this node), instead of each reading the Parquet files.
+    The driver's own arrays are dropped when this returns."""
+    import ray
+
+    return {k: ray.put(v) for k, v in parts.items()}
