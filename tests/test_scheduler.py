@@ -283,3 +283,24 @@ def test_autoscaler_is_asked_for_gpu_actors_only_with_actors_on_a_cluster():
     assert autoscaler_bundles(2, 0.5, local=False) == [{"CPU": 1.0, "GPU": 0.5}] * 2
     assert autoscaler_bundles(3, 1.0, local=True) == []
     assert autoscaler_bundles(None, 1.0, local=False) == []
+
+
+def test_with_no_actor_placed_the_pool_says_what_it_waits_for(caplog):
+    """An actor the cluster cannot place (no node big enough yet) is waited for, not failed,
+    but the user hears what the job waits for, once a minute, not on every poll."""
+    cluster = FakeCluster(nodes_={"n1": {"cpus": 1, "gpus": 0}})
+    start = FakeCluster.start
+
+    def unplaceable(self, node_id, shape):
+        actor, ticket = start(self, node_id, shape)
+        ticket.done_at = float("inf")
+        return actor, ticket
+
+    cluster.start = unplaceable.__get__(cluster)
+    actors = ElasticPool(cluster, clock=cluster.clock)
+    for _ in range(300):  # five fake minutes, a poll a second
+        cluster.now += 1.0
+        actors.poll()
+    said = [r.getMessage() for r in caplog.records if "waiting for the cluster" in r.message]
+    assert len(said) == 5 and not actors.ready
+    assert said[0].startswith("no actor is up after 60 s") and "1 actor(s)" in said[0]

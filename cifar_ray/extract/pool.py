@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 PLACEMENT_TIMEOUT_S = 120.0  # a replacement not placed by then, while others work: cluster shrank
 RESIZE_EVERY_S = 5.0  # how often to compare the pool with what the cluster can hold (cheap)
 MAX_START_FAILURES = 3  # failed starts in a row, none up: the job cannot run anywhere
+WAITING_SAY_EVERY_S = 60.0  # with no actor up, say what the job waits for this often
 
 
 class ElasticPool:
@@ -42,7 +43,7 @@ class ElasticPool:
         self.replaced = self.retired = 0
         self.digest: str | None = None
         self.first_ready_at: float | None = None  # clock() when the first was up
-        self._resized_at = self.clock()
+        self._resized_at = self._said_waiting_at = self.clock()
         self._grow()
 
     # --- growing with the cluster -------------------------------------------------------------
@@ -109,6 +110,19 @@ class ElasticPool:
             self._resized_at = now
             self._grow()
         self._retire_cpu_actors()
+        self._say_what_it_waits_for(now)
+
+    def _say_what_it_waits_for(self, now: float) -> None:
+        """An actor the cluster cannot place yet (no GPU node up, or none big enough) is not a
+        failure, as the autoscaler may still bring one; but the user must not wait in silence."""
+        if self.ready or not self.starting or now - self._said_waiting_at < WAITING_SAY_EVERY_S:
+            return
+        self._said_waiting_at = now
+        shape = self.backend.shape()
+        since = now - min(when for _, when in self.starting.values())
+        log.warning("no actor is up after %.0f s: waiting for the cluster to place %d actor(s) "
+                    "of {CPU: %s, GPU: %s}", since, len(self.starting), shape.num_cpus,
+                    shape.num_gpus)  # fmt: skip
 
     def starting_tickets(self) -> list:
         """What starting actors will answer when they are up: something to wait on."""
