@@ -190,3 +190,23 @@ def list_backbones(files: bool = False) -> None:
         else ["name", "source", "dim", "size", "min size", "preprocessing", "params (M)", "GMACs"]
     )
     progress.table("backbones", columns, [r + [None] * (len(columns) - len(r)) for r in rows])
+    _list_hub_backbones(files)
+
+
+def _list_hub_backbones(files: bool) -> None:
+    """Keras Hub's image backbone families beside the registry, from its installed tables."""
+    from cifar_ray.embed import hub
+
+    try:
+        families = hub.families()
+    except UserError as exc:  # the extra is not installed: say how to get it
+        progress.console.print(f"Keras Hub backbones (--backbone hub:<preset>): {exc}")
+        return
+    if files:
+        progress.console.print("Keras Hub presets (--backbone hub:<preset>): downloaded and "
+                               "cached by Keras Hub (kagglehub: KAGGLEHUB_CACHE)")  # fmt: skip
+        return
+    rows = [["keras-hub", family, len(presets), ", ".join(presets[:3]) or None]
+            for family, presets in families]  # fmt: skip
+    progress.table("Keras Hub backbones: --backbone hub:<preset> (or a preset directory)",
+                   ["source", "family", "presets", "examples"], rows)  # fmt: skip

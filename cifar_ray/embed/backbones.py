@@ -1,7 +1,8 @@
 """The backbone registry: one spec per frozen feature extractor, beside how to build it.
 
 `get(name)` knows the built-in table, packages' entry points in the `cifar_ray.backbones` group
-(each loads to a `Backbone` or a factory) and `module.path:factory` for a user's own
+(each loads to a `Backbone` or a factory), `hub:<preset>` for a Keras Hub image backbone (hub.py)
+and `module.path:factory` for a user's own
 `factory(input_shape=(h, w, 3), weights="imagenet"|None)`: a Keras model from float images to
 vectors, described by an optional `factory.backbone_spec` dict with keys from SPEC_KEYS.
 
@@ -52,6 +53,8 @@ class Backbone:
     extra: dict = field(default_factory=dict)  # extra keyword arguments for the builder
     factory: Callable | None = None  # a user's own builder: (input_shape, weights) -> model
     version: str = ""  # a factory's declared version: bumped when what it builds or loads changes
+    preset: str = ""  # a Keras Hub preset (`hub:<preset>`, see hub.py); "" for the others
+    scale_offset: tuple = ()  # preprocessing "scale_offset": per-channel (scale, offset) on 0..255
 
     def build(self, input_shape: tuple[int, int, int], weights: str | None):
         """The backbone, pooled to a vector; weights is "imagenet" or None. build_model freezes it
@@ -60,6 +63,10 @@ class Backbone:
 
         if self.factory is not None:  # embedder.build_model checks what it gives back
             return self.factory(input_shape=tuple(input_shape), weights=weights)
+        if self.preset:
+            from cifar_ray.embed import hub
+
+            return hub.build(self, input_shape, weights)
         cls = getattr(keras.applications, self.application, None)
         if cls is None:
             raise UserError(f"backbone {self.name!r}: no keras.applications.{self.application}")
@@ -127,7 +134,11 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Backbone:
-    """A registered name, an entry point's name, or `module.path:factory`."""
+    """A registered name, an entry point's name, `hub:<preset>` or `module.path:factory`."""
+    from cifar_ray.embed import hub
+
+    if hub.is_hub(name):
+        return hub.spec(name.strip())
     if ":" in name:
         return _custom(name)
     known = key(name)

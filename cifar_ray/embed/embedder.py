@@ -36,10 +36,14 @@ class EmbedderSpec:
     xla: bool = False  # compile the whole embed step with XLA
 
 
-def _preprocessing_layers(mode: str) -> list:
-    """keras.applications' preprocess_input for `mode` as layers; they also cast uint8 to float."""
+def _preprocessing_layers(mode: str, scale_offset: tuple = ()) -> list:
+    """keras.applications' preprocess_input for `mode` as layers; they also cast uint8 to float.
+    "scale_offset" is a Keras Hub ImageConverter's x * scale + offset, per channel."""
     import keras
 
+    if mode == "scale_offset":
+        scale, offset = scale_offset
+        return [_ScaleOffsetLayer(scale, offset)]
     if mode == "tf":  # x/127.5 - 1
         return [keras.layers.Rescaling(1 / 127.5, offset=-1.0)]
     if mode == "torch":  # x/255, then (x - mean) / std per RGB channel
@@ -73,6 +77,29 @@ def _CaffeLayer():
     return _caffe_layer_class()()
 
 
+@functools.cache
+def _scale_offset_layer_class():
+    import keras
+
+    class ScaleOffset(keras.layers.Layer):
+        """x * scale + offset per RGB channel, in float32 whatever the policy (as Rescaling)."""
+
+        def __init__(self, scale, offset, **kwargs):
+            super().__init__(**kwargs)
+            self.scale, self.offset = list(scale), list(offset)
+
+        def call(self, x):
+            x = keras.ops.cast(x, self.compute_dtype)
+            scale = keras.ops.convert_to_tensor(self.scale, self.compute_dtype)
+            return x * scale + keras.ops.convert_to_tensor(self.offset, self.compute_dtype)
+
+    return ScaleOffset
+
+
+def _ScaleOffsetLayer(scale, offset):
+    return _scale_offset_layer_class()(scale, offset)
+
+
 def build_model(spec: EmbedderSpec):
     """uint8 (N,32,32,3) -> float32 (N,dim); weights load errors become UserError."""
     import keras
@@ -88,7 +115,7 @@ def build_model(spec: EmbedderSpec):
         inner = _build_backbone(backbone, (size, size, 3), spec.weights)
         inputs = keras.Input((32, 32, 3), dtype="uint8", name="pixels")
         x = inputs
-        for layer in _preprocessing_layers(backbone.preprocessing):
+        for layer in _preprocessing_layers(backbone.preprocessing, backbone.scale_offset):
             x = layer(x)
         if size != 32:
             x = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(x)

@@ -30,12 +30,16 @@ def versions() -> dict[str, str]:
 def weights_identity(weights: str, seed: int, backbone: Backbone) -> dict:
     """What the model's values come from, as this node sees them: random weights by their seed,
     Keras' ImageNet file by its name and registry hash (checked before use, see
-    embedder.verify_keras_cache), a user's file by its sha256; a user's factory adds its code.
+    embedder.verify_keras_cache), a user's file by its sha256; a user's factory adds its code,
+    a Keras Hub backbone its preset (hub.identity: the architecture comes from the preset even
+    with --weights none, and so do "imagenet" weights).
 
     The driver's answer goes into the fingerprint and to every actor, which computes its own
     with this same function and refuses to publish when the two differ (worker.ShardWorker)."""
     if weights == "none":
         out = {"name": "none", "seed": seed}
+    elif weights == "imagenet" and backbone.preset:
+        out = {"name": "imagenet"}  # the preset's own weights: named by out["hub"]
     elif weights == "imagenet":
         out = {"name": "imagenet", "file": backbone.weights_file, "hash": backbone.weights_hash}
         if backbone.factory is not None and backbone.weights_file and not backbone.weights_hash:
@@ -47,6 +51,10 @@ def weights_identity(weights: str, seed: int, backbone: Backbone) -> dict:
         out = {"name": path.name, "sha256": weights_cache.sha256_of(path)}
     if backbone.factory is not None:
         out["factory"] = factory_identity(backbone)
+    if backbone.preset:
+        from cifar_ray.embed import hub
+
+        out["hub"] = hub.identity(backbone.preset)
     return out
 
 
@@ -122,6 +130,8 @@ def build(
         "xla": xla,
         "versions": {k: libs[k] for k in NUMERIC_LIBRARIES},
     }
+    if backbone.scale_offset:  # a Keras Hub preset's ImageConverter
+        fields["scale_offset"] = [list(v) for v in backbone.scale_offset]
     if split_sizes is not None:
         fields["split_sizes"] = dict(split_sizes)
     return fields
