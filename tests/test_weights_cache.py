@@ -4,21 +4,15 @@ from is unchanged; a real S3-compatible server (moto) on localhost replaces it u
 from __future__ import annotations
 
 import hashlib
-import socket
 from pathlib import Path
 
 import pytest
 
 from cifar_ray.embed import weights_cache
 from cifar_ray.errors import UserError
+from tests.moto_s3 import moto_server
 
 BUCKET = "weights-bucket"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -26,31 +20,17 @@ def s3(monkeypatch, tmp_path):
     """moto's server in this process, stopped afterwards; a bucket, a node cache in tmp_path.
     Yields a function that puts bytes at a key and gives back its s3:// URI."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "CIFAR_RAY_CACHE": str(tmp_path / "node-cache"),
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    try:
+    with moto_server(BUCKET) as env:
+        for key, value in {**env, "CIFAR_RAY_CACHE": str(tmp_path / "node-cache")}.items():
+            monkeypatch.setenv(key, value)
         client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
-        client.create_bucket(Bucket=BUCKET)
 
         def put(key: str, data: bytes) -> str:
             client.put_object(Bucket=BUCKET, Key=key, Body=data)
             return f"s3://{BUCKET}/{key}"
 
         yield put
-    finally:
-        server.stop()
 
 
 def test_a_replaced_object_is_downloaded_again(s3):
