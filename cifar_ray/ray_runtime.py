@@ -59,22 +59,35 @@ def ray_session(local: bool, address: str | None = None, verbose: bool = False) 
             os.environ.setdefault(key, value)
     quiet(verbose)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    ray.init(
-        address="local" if local else address,
-        include_dashboard=False,
-        logging_level=logging.INFO if verbose else logging.ERROR,
-        log_to_driver=verbose,
-        runtime_env={"env_vars": worker_env()},
-        object_store_memory=_local_object_store() if local else None,
-    )
-    _keep_signal_handlers(handlers)
-    if local:
-        _embedded.append(True)
     try:
+        _init(ray, local, address, verbose, handlers)
+        if local:
+            _embedded.append(True)
         yield
-    finally:
+    finally:  # also when a signal lands inside ray.init: what it started, it stops
         _embedded.clear()
         ray.shutdown()
+
+
+def _init(ray, local: bool, address: str | None, verbose: bool, handlers: dict) -> None:
+    """ray.init installs a SIGTERM handler that exits with code 15 on the spot; a SIGTERM
+    that lands while it runs goes to our handler instead, like one that lands after it."""
+    try:
+        ray.init(
+            address="local" if local else address,
+            include_dashboard=False,
+            logging_level=logging.INFO if verbose else logging.ERROR,
+            log_to_driver=verbose,
+            runtime_env={"env_vars": worker_env()},
+            object_store_memory=_local_object_store() if local else None,
+        )
+    except SystemExit as exc:
+        ours = handlers.get(signal.SIGTERM)
+        if exc.code == signal.SIGTERM and callable(ours):
+            ours(signal.SIGTERM, None)  # records it and unwinds (cli.on_stop_signal)
+        raise
+    finally:
+        _keep_signal_handlers(handlers)
 
 
 def _keep_signal_handlers(handlers: dict) -> None:

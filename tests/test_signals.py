@@ -1,0 +1,57 @@
+"""SIGTERM whenever it lands, also while ray.init is still starting Ray: exit 143, the
+message, and nothing of the run left behind."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+
+import psutil
+import pytest
+
+from tests.conftest import kill_group, start_cli
+
+pytestmark = pytest.mark.ray
+
+TAG_ENV = "CIFAR_RAY_TEST_RUN_TAG"
+
+
+def _run_processes(tag: str) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(TAG_ENV) == tag and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _ray_is_starting(proc) -> bool:
+    """Ray's GCS runs: ray.init is under way (or just done); the run has no actors yet."""
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        return any("gcs_server" in " ".join(c.cmdline()) for c in children)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_sigterm_while_ray_starts_exits_143_and_leaves_nothing(tmp_path, cifar_archive):
+    tag = uuid.uuid4().hex
+    proc = start_cli("extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
+                     "--image-size", "75", "--limit", "40", "--out", tmp_path / "out",
+                     env={TAG_ENV: tag})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not _ray_is_starting(proc):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "terminated" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    _, alive = psutil.wait_procs(_run_processes(tag), timeout=60)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "Ray left running"
