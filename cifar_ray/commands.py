@@ -20,7 +20,7 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     """One plan per backbone, all validated before Ray starts; then extract each in turn."""
     names = backbone_names(cfg.backbone)
     _check_overrides(cfg)
-    dataset = cifar.load(cfg.data_dir, cfg.limit)  # read once for every backbone
+    dataset = cifar.load(cfg.data_dir, cfg.limit, cfg.dataset)  # read once for every backbone
     plans = [job.prepare(cfg_for(cfg, name), dataset) for name in names]
     summaries = []
     if any(p.todo for p in plans):

@@ -200,3 +200,45 @@ def hostile_batch(name: str) -> bytes:
     if name == "key_not_utf8":
         return op_batch(op_array((4, 3072), pixels), labels, op_bytes(b"\xff\xfe"), op_int(1))
     raise KeyError(name)
+
+
+# --- CIFAR-100 -----------------------------------------------------------------------------
+
+FINE_CLASSES = [f"fine{i:02d}".encode() for i in range(100)]
+COARSE_CLASSES = [f"super{i:02d}".encode() for i in range(20)]
+FINE_TO_COARSE = [i % 20 for i in range(100)]  # a fixed mapping, as in the official data
+
+
+def planted_batch_100(n: int, seed: int, all_classes: bool = True) -> dict:
+    """CIFAR-100's batch dict: `fine_labels` (every class once first, when `all_classes`),
+    `coarse_labels` by the fixed mapping, pixels whose colour depends on the superclass."""
+    rng = np.random.default_rng(seed)
+    fine = rng.integers(0, 100, n)
+    if all_classes:
+        fine[: min(n, 100)] = np.arange(min(n, 100))
+    coarse = np.asarray(FINE_TO_COARSE)[fine]
+    palette = np.random.default_rng(98).integers(30, 225, (100, 3))
+    images = palette[fine][:, :, None, None] + rng.normal(0, 20, (n, 3, 32, 32))
+    data = np.clip(images, 0, 255).astype(np.uint8).reshape(n, 3072)
+    return {
+        b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(n)],
+        b"batch_label": b"synthetic",
+        b"fine_labels": fine.tolist(),
+        b"coarse_labels": coarse.tolist(),
+        b"data": data,
+    }
+
+
+def batches_100(n_train: int = 500, n_test: int = 100, seed: int = 0) -> dict[str, bytes]:
+    """CIFAR-100's three members, pickled with protocol 2 and bytes keys like the official."""
+    meta = {b"fine_label_names": FINE_CLASSES, b"coarse_label_names": COARSE_CLASSES}
+    return {
+        "train": pickle.dumps(planted_batch_100(n_train, seed), protocol=2),
+        "test": pickle.dumps(planted_batch_100(n_test, seed + 1), protocol=2),
+        "meta": pickle.dumps(meta, protocol=2),
+    }
+
+
+def write_archive_100(path: Path, members: dict[str, bytes] | None = None) -> Path:
+    """`cifar-100-python.tar.gz` with the official folder name."""
+    return write_archive(path, members or batches_100(), prefix="cifar-100-python")
