@@ -121,10 +121,13 @@ def report(out: str) -> None:
     path = report_mod.write(out)
     rows = report_mod.comparison(report_mod.collect(Location(out)))
     fixed = ["backbone", "dim", "images_per_s", "extraction_s"]
+    shown = ["backbone", "dim", "img/s", "extract s"]
+    if any("dataset" in r for r in rows):  # OUT holds more than one dataset
+        fixed, shown = ["dataset", *fixed], ["dataset", *shown]
     models = sorted({k for r in rows for k in r} - set(fixed))
     progress.table(
         "comparison (test accuracy)",
-        ["backbone", "dim", "img/s", "extract s", *models],
+        [*shown, *models],
         [[r.get(k) for k in (*fixed, *models)] for r in rows],
     )
     progress.console.print(f"report: {path}")

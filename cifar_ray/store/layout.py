@@ -145,9 +145,12 @@ class Layout:
     # --- OUT/samples/ and OUT/report/ ----------------------------------------------------
     def preview(self, dataset: str = DEFAULT_DATASET) -> str:
         """One per dataset: `test-preview.npz` for CIFAR-10, else `test-preview@<dataset>.npz`."""
+        return self.loc.path(SAMPLES, self.preview_name(dataset))
+
+    @staticmethod
+    def preview_name(dataset: str = DEFAULT_DATASET) -> str:
         stem, _, ext = PREVIEW.rpartition(".")
-        name = PREVIEW if dataset == DEFAULT_DATASET else f"{stem}{DATASET_MARK}{dataset}.{ext}"
-        return self.loc.path(SAMPLES, name)
+        return PREVIEW if dataset == DEFAULT_DATASET else f"{stem}{DATASET_MARK}{dataset}.{ext}"
 
     def report_dir(self) -> str:
         return self.loc.path(REPORT)
