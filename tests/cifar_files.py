@@ -69,7 +69,7 @@ resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE}))
 from cifar_ray.source import cifar
 from cifar_ray.errors import UserError
 try:
-    ds = cifar.load(sys.argv[1])
+    ds = cifar.load(sys.argv[1], dataset=sys.argv[2])
 except UserError as exc:
     print(exc)
     sys.exit(2)
@@ -77,7 +77,7 @@ print("loaded", len(ds.splits["train"]), len(ds.splits["test"]))
 """
 
 
-def load_under_limit(path: Path) -> subprocess.CompletedProcess:
+def load_under_limit(path: Path, dataset: str = "cifar10") -> subprocess.CompletedProcess:
     """cifar.load in a process that cannot map more than ADDRESS_SPACE: exit 2 and the
     UserError line, or 0 and 'loaded'; an allocation the input asked for shows as MemoryError."""
     path_env = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -88,7 +88,7 @@ def load_under_limit(path: Path) -> subprocess.CompletedProcess:
         "OMP_NUM_THREADS": "1",
     }
     return subprocess.run(
-        [sys.executable, "-c", LOAD_UNDER_LIMIT, str(path)],
+        [sys.executable, "-c", LOAD_UNDER_LIMIT, str(path), dataset],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
 

@@ -350,7 +350,7 @@ def _parse_batch(
             f"{source}: {len(data)} images, more than the {src.max_batch_images} of a "
             f"{src.title} batch"
         )
-    labels = _labels(batch[src.label_key], len(data), source, src.n_classes)
+    labels = _labels(batch[src.label_key], len(data), source, src.n_classes, src.label_key)
     coarse = None
     if src.coarse_key:
         coarse = _labels(batch[src.coarse_key], len(data), source, src.n_coarse, src.coarse_key)
