@@ -29,10 +29,7 @@ from cifar_ray.source import cifar
 def first_images(dataset: cifar.Dataset, n: int) -> cifar.Dataset:
     train = dataset.splits["train"]
     take = {"train": min(n, len(train)), "test": max(0, n - len(train))}
-    splits = {
-        k: cifar.Split(s.images[: take[k]], s.labels[: take[k]]) for k, s in dataset.splits.items()
-    }
-    return replace(dataset, splits=splits)
+    return replace(dataset, splits={k: s.head(take[k]) for k, s in dataset.splits.items()})
 
 
 def _baseline(spec: EmbedderSpec, images_path: str, out_path: str, requests, replies) -> None:
@@ -141,7 +138,7 @@ class PeakMemory:
 
 
 def run(cfg: BenchConfig) -> dict:
-    dataset = first_images(cifar.load(cfg.data_dir), cfg.images)
+    dataset = first_images(cifar.load(cfg.data_dir, dataset=cfg.dataset), cfg.images)
     images = np.concatenate([s.images for s in dataset.splits.values()])
     with tempfile.TemporaryDirectory(prefix="cifar-ray-bench-") as tmp:
         # A fresh store per round, so every round embeds every image.
@@ -196,9 +193,10 @@ def _rounds(baseline: Baseline, plans: list) -> tuple[list, list, float, int]:
 
 def _extract_config(cfg: BenchConfig, out: str) -> ExtractConfig:
     return ExtractConfig(
-        out=out, data_dir=cfg.data_dir, backbone=cfg.backbone, weights=cfg.weights,
-        image_size=cfg.image_size, batch_size=cfg.batch_size, shard_size=cfg.shard_size,
-        actors=cfg.actors, precision=cfg.precision, xla=cfg.xla, seed=cfg.seed,
+        out=out, data_dir=cfg.data_dir, dataset=cfg.dataset, backbone=cfg.backbone,
+        weights=cfg.weights, image_size=cfg.image_size, batch_size=cfg.batch_size,
+        shard_size=cfg.shard_size, actors=cfg.actors, precision=cfg.precision, xla=cfg.xla,
+        seed=cfg.seed,
     )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Turn CIFAR-10 into embeddings with Ray actors, train classifiers, report.",
+    help="Turn CIFAR-10/100 into embeddings with Ray actors, train classifiers, report.",
 )
 
 EXIT_USER_ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
@@ -32,8 +32,9 @@ EXIT_USER_ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 Out = Annotated[str, typer.Option("--out", help="Output folder or s3:// URI.")]
 DataDir = Annotated[
     str | None,
-    typer.Option(help="CIFAR-10 folder, its parent, or the .tar.gz (default: download)."),
+    typer.Option(help="CIFAR folder, its parent, or the .tar.gz (default: download)."),
 ]
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="cifar10 or cifar100.")]
 Backbone = Annotated[
     str, typer.Option(help="Registered name(s), comma-separated, or module:factory.")
 ]
@@ -87,6 +88,7 @@ def _extract_config(image_size: str | None, **fields) -> ExtractConfig:
 def extract(
     out: Out = X.out,
     data_dir: DataDir = X.data_dir,
+    dataset: DatasetOpt = X.dataset,
     backbone: Backbone = X.backbone,
     weights: Weights = X.weights,
     image_size: ImageSize = None,  # X.image_size and X.image_size_overrides, as one text
@@ -107,10 +109,10 @@ def extract(
     from cifar_ray import commands
 
     cfg = _extract_config(
-        image_size, out=out, data_dir=data_dir, backbone=backbone, weights=weights, limit=limit,
-        batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
-        precision=precision, xla=xla, gpus_per_actor=gpus_per_actor, max_retries=max_retries,
-        overwrite=overwrite,
+        image_size, out=out, data_dir=data_dir, dataset=dataset, backbone=backbone,
+        weights=weights, limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed,
+        actors=actors, precision=precision, xla=xla, gpus_per_actor=gpus_per_actor,
+        max_retries=max_retries, overwrite=overwrite,
     )  # fmt: skip
     commands.extract(cfg, local=local, address=address, verbose=_state["verbose"])
 
@@ -169,6 +171,7 @@ def report(out: Out = DEFAULT_OUT) -> None:
 def run(
     out: Out = X.out,
     data_dir: DataDir = X.data_dir,
+    dataset: DatasetOpt = X.dataset,
     backbone: Backbone = X.backbone,
     weights: Weights = X.weights,
     image_size: ImageSize = None,  # X.image_size and X.image_size_overrides, as one text
@@ -193,10 +196,10 @@ def run(
     from cifar_ray import commands
 
     xcfg = _extract_config(
-        image_size, out=out, data_dir=data_dir, backbone=backbone, weights=weights, limit=limit,
-        batch_size=batch_size, shard_size=shard_size, seed=seed, actors=actors,
-        precision=precision, xla=xla, gpus_per_actor=gpus_per_actor, max_retries=max_retries,
-        overwrite=overwrite,
+        image_size, out=out, data_dir=data_dir, dataset=dataset, backbone=backbone,
+        weights=weights, limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed,
+        actors=actors, precision=precision, xla=xla, gpus_per_actor=gpus_per_actor,
+        max_retries=max_retries, overwrite=overwrite,
     )  # fmt: skip
     tcfg = TrainConfig(
         out=out, epochs=epochs, seed=seed, pixel_baselines=pixel_baselines,
@@ -219,6 +222,7 @@ def inspect(
 @app.command()
 def bench(
     data_dir: DataDir = B.data_dir,
+    dataset: DatasetOpt = B.dataset,
     backbone: Annotated[str, typer.Option(help="Registered backbone.")] = B.backbone,
     image_size: Annotated[
         int | None, typer.Option(help="Input size (default: backbone's).")
@@ -240,7 +244,8 @@ def bench(
 
     bench_mod.main(
         BenchConfig(
-            data_dir=data_dir, backbone=backbone, image_size=image_size, images=images,
+            data_dir=data_dir, dataset=dataset, backbone=backbone, image_size=image_size,
+            images=images,
             batch_size=batch_size, shard_size=shard_size, actors=actors, precision=precision,
             xla=xla, rounds=rounds,
         )

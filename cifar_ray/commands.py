@@ -20,7 +20,7 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     """One plan per backbone, all validated before Ray starts; then extract each in turn."""
     names = backbone_names(cfg.backbone)
     _check_overrides(cfg)
-    dataset = cifar.load(cfg.data_dir, cfg.limit)  # read once for every backbone
+    dataset = cifar.load(cfg.data_dir, cfg.limit, cfg.dataset)  # read once for every backbone
     plans = [job.prepare(cfg_for(cfg, name), dataset) for name in names]
     summaries = []
     if any(p.todo for p in plans):
@@ -121,10 +121,13 @@ def report(out: str) -> None:
     path = report_mod.write(out)
     rows = report_mod.comparison(report_mod.collect(Location(out)))
     fixed = ["backbone", "dim", "images_per_s", "extraction_s"]
+    shown = ["backbone", "dim", "img/s", "extract s"]
+    if any("dataset" in r for r in rows):  # OUT holds more than one dataset
+        fixed, shown = ["dataset", *fixed], ["dataset", *shown]
     models = sorted({k for r in rows for k in r} - set(fixed))
     progress.table(
         "comparison (test accuracy)",
-        ["backbone", "dim", "img/s", "extract s", *models],
+        [*shown, *models],
         [[r.get(k) for k in (*fixed, *models)] for r in rows],
     )
     progress.console.print(f"report: {path}")

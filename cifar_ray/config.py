@@ -13,6 +13,12 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 WEIGHTS_KEYWORDS = ("imagenet", "none")
+DATASETS = ("cifar10", "cifar100")  # source.cifar.SOURCES holds what each one is
+
+
+def check_dataset(name: str) -> None:
+    if name not in DATASETS:
+        raise UserError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}")
 
 
 def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
@@ -27,6 +33,7 @@ def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
 class ExtractConfig:
     out: str = DEFAULT_OUT
     data_dir: str | None = None  # None: download the official archive through Keras' cache
+    dataset: str = "cifar10"  # or "cifar100": its stores are `<backbone>@cifar100` (layout.py)
     backbone: str = "inceptionv3"
     weights: str = "imagenet"  # "imagenet", "none" (seeded random init) or a weights file
     image_size: int | None = None  # None: the backbone's default input size
@@ -47,6 +54,7 @@ class ExtractConfig:
         for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
         object.__setattr__(self, "weights", absolute(self.weights, WEIGHTS_KEYWORDS))
+        check_dataset(self.dataset)
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"--limit must be a positive number of images, got {self.limit}")
         if self.batch_size < 0:
@@ -101,6 +109,7 @@ class BenchConfig:
     """`cifar-ray bench`: the pipeline against a plain Keras predict on the same images."""
 
     data_dir: str | None = None
+    dataset: str = ExtractConfig.dataset
     backbone: str = ExtractConfig.backbone
     weights: str = "none"  # the speed of random and ImageNet weights is the same
     image_size: int | None = None  # None: the backbone's default input size
@@ -114,6 +123,7 @@ class BenchConfig:
     rounds: int = 2  # each side runs this many times; the best counts (load on a shared box)
 
     def __post_init__(self) -> None:
+        check_dataset(self.dataset)
         if self.images <= 0 or self.rounds <= 0:
             raise UserError(
                 f"--images and --rounds must be positive, got {self.images} and {self.rounds}"

@@ -69,7 +69,7 @@ resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE}))
 from cifar_ray.source import cifar
 from cifar_ray.errors import UserError
 try:
-    ds = cifar.load(sys.argv[1])
+    ds = cifar.load(sys.argv[1], dataset=sys.argv[2])
 except UserError as exc:
     print(exc)
     sys.exit(2)
@@ -77,7 +77,7 @@ print("loaded", len(ds.splits["train"]), len(ds.splits["test"]))
 """
 
 
-def load_under_limit(path: Path) -> subprocess.CompletedProcess:
+def load_under_limit(path: Path, dataset: str = "cifar10") -> subprocess.CompletedProcess:
     """cifar.load in a process that cannot map more than ADDRESS_SPACE: exit 2 and the
     UserError line, or 0 and 'loaded'; an allocation the input asked for shows as MemoryError."""
     path_env = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -88,7 +88,7 @@ def load_under_limit(path: Path) -> subprocess.CompletedProcess:
         "OMP_NUM_THREADS": "1",
     }
     return subprocess.run(
-        [sys.executable, "-c", LOAD_UNDER_LIMIT, str(path)],
+        [sys.executable, "-c", LOAD_UNDER_LIMIT, str(path), dataset],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
 
@@ -200,3 +200,45 @@ def hostile_batch(name: str) -> bytes:
     if name == "key_not_utf8":
         return op_batch(op_array((4, 3072), pixels), labels, op_bytes(b"\xff\xfe"), op_int(1))
     raise KeyError(name)
+
+
+# --- CIFAR-100 -----------------------------------------------------------------------------
+
+FINE_CLASSES = [f"fine{i:02d}".encode() for i in range(100)]
+COARSE_CLASSES = [f"super{i:02d}".encode() for i in range(20)]
+FINE_TO_COARSE = [i % 20 for i in range(100)]  # a fixed mapping, as in the official data
+
+
+def planted_batch_100(n: int, seed: int, all_classes: bool = True) -> dict:
+    """CIFAR-100's batch dict: `fine_labels` (every class once first, when `all_classes`),
+    `coarse_labels` by the fixed mapping, pixels whose colour depends on the superclass."""
+    rng = np.random.default_rng(seed)
+    fine = rng.integers(0, 100, n)
+    if all_classes:
+        fine[: min(n, 100)] = np.arange(min(n, 100))
+    coarse = np.asarray(FINE_TO_COARSE)[fine]
+    palette = np.random.default_rng(98).integers(30, 225, (100, 3))
+    images = palette[fine][:, :, None, None] + rng.normal(0, 20, (n, 3, 32, 32))
+    data = np.clip(images, 0, 255).astype(np.uint8).reshape(n, 3072)
+    return {
+        b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(n)],
+        b"batch_label": b"synthetic",
+        b"fine_labels": fine.tolist(),
+        b"coarse_labels": coarse.tolist(),
+        b"data": data,
+    }
+
+
+def batches_100(n_train: int = 500, n_test: int = 100, seed: int = 0) -> dict[str, bytes]:
+    """CIFAR-100's three members, pickled with protocol 2 and bytes keys like the official."""
+    meta = {b"fine_label_names": FINE_CLASSES, b"coarse_label_names": COARSE_CLASSES}
+    return {
+        "train": pickle.dumps(planted_batch_100(n_train, seed), protocol=2),
+        "test": pickle.dumps(planted_batch_100(n_test, seed + 1), protocol=2),
+        "meta": pickle.dumps(meta, protocol=2),
+    }
+
+
+def write_archive_100(path: Path, members: dict[str, bytes] | None = None) -> Path:
+    """`cifar-100-python.tar.gz` with the official folder name."""
+    return write_archive(path, members or batches_100(), prefix="cifar-100-python")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -139,7 +140,7 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
 
 
 def test_hostile_member_size_is_capped(tmp_path, monkeypatch):
-    monkeypatch.setattr(cifar, "MAX_MEMBER_BYTES", 100)
+    monkeypatch.setitem(cifar.SOURCES, "cifar10", replace(cifar.CIFAR10, max_member_bytes=100))
     with pytest.raises(UserError, match="too large"):
         cifar.load(str(cifar_files.write_archive(tmp_path / "a.tar.gz", cifar_files.batches(4))))
 
@@ -163,7 +164,8 @@ def test_archive_with_too_many_entries_is_refused(tmp_path):
 def test_archive_that_unpacks_too_far_is_refused(tmp_path, monkeypatch):
     members = cifar_files.batches(n_per_batch=4)  # 74 KB unpacked
     archive = cifar_files.write_archive(tmp_path / "big.tar.gz", members)
-    monkeypatch.setattr(cifar, "MAX_ARCHIVE_BYTES", 30_000)
+    limited = replace(cifar.CIFAR10, max_archive_bytes=30_000)  # each dataset has its own
+    monkeypatch.setitem(cifar.SOURCES, "cifar10", limited)
     with pytest.raises(UserError, match="unpacks to more than 30000 bytes"):
         cifar.load(str(archive))
 

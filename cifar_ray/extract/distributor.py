@@ -232,6 +232,8 @@ class ShardPixels:
             ray.put(split.images[shard.start : shard.stop]),
             ray.put(split.labels[shard.start : shard.stop]),
         )
+        if split.coarse is not None:  # CIFAR-100: the superclass goes beside the fine label
+            refs += (ray.put(split.coarse[shard.start : shard.stop]),)
         if self.keep:
             self._refs[shard.key] = refs
         return refs

@@ -17,6 +17,7 @@ from cifar_ray.errors import UserError
 from cifar_ray.source import cifar
 from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore, ShardRecord
+from cifar_ray.store.layout import store_name
 from cifar_ray.store.locations import Location
 from cifar_ray.store.manifest import Manifest
 from cifar_ray.store.shards import Shard, plan
@@ -52,6 +53,7 @@ class ExtractionPlan:
         return {
             "fingerprint": self.fingerprint_id,
             "backbone": self.backbone.name,
+            "store": self.store.backbone,  # `<backbone>@<dataset>` beyond CIFAR-10 (layout.py)
             "weights": fp["weights"],
             "image_size": fp["image_size"],
             "resize": fp["resize"],
@@ -71,8 +73,8 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     if cfg.weights not in ("imagenet", "none") or backbone.factory is not None:
         _check_model(cfg, size)
     loc = Location(cfg.out)
-    store = FeatureStore(loc, backbone.name)
-    dataset = dataset or cifar.load(cfg.data_dir, cfg.limit)
+    dataset = dataset or cifar.load(cfg.data_dir, cfg.limit, cfg.dataset)
+    store = FeatureStore(loc, store_name(backbone.name, dataset.name))
     sizes = {k: len(v) for k, v in dataset.splits.items()}
     fields = fingerprint.build(
         dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
@@ -199,7 +201,7 @@ def execute(
     seconds = time.perf_counter() - started
     images = sum(r.rows for r in outcome.records) if outcome else 0
     summary = ExtractionSummary(
-        backbone=p.backbone.name, shards=len(p.shards),
+        backbone=p.store.backbone, shards=len(p.shards),
         computed=len(outcome.records) if outcome else 0, skipped=p.skipped, images=images,
         seconds=round(seconds, 3), images_per_s=round(images / seconds, 2) if images else 0.0,
         first_shard_s=outcome.first_shard_s if outcome else None,
@@ -227,8 +229,11 @@ def _steady_rate(images: int, outcome) -> float:
 
 def write_preview(p: ExtractionPlan, n: int = 64) -> None:
     """The first test images, for the report's prediction grid (the report has no data dir)."""
-    test = p.dataset.splits["test"]
-    samples.write_preview(p.store.loc, test.images[:n], test.labels[:n], p.dataset.classes)
+    ds, test = p.dataset, p.dataset.splits["test"].head(n)
+    samples.write_preview(
+        p.store.loc, test.images, test.labels, ds.classes, dataset=ds.name, coarse=test.coarse,
+        superclasses=ds.superclasses, fine_to_coarse=ds.fine_to_coarse,
+    )  # fmt: skip
 
 
 def manifest(p: ExtractionPlan) -> Manifest:
@@ -237,7 +242,8 @@ def manifest(p: ExtractionPlan) -> Manifest:
         backbone=p.backbone.name, fingerprint=p.fingerprint_id, classes=list(p.dataset.classes),
         split_sizes={k: len(v) for k, v in p.dataset.splits.items()},
         data_dir=str(Path(p.cfg.data_dir).resolve()) if p.cfg.data_dir else None,
-        shard_size=p.cfg.shard_size,
+        shard_size=p.cfg.shard_size, dataset=p.dataset.name,
+        superclasses=list(p.dataset.superclasses), fine_to_coarse=list(p.dataset.fine_to_coarse),
     )  # fmt: skip
 
 

@@ -32,7 +32,7 @@ class ShardWorker:
         configure_tensorflow(spec.threads)
         self.embedder = Embedder(spec)
         check_weights(spec, metadata["weights"], node_id)  # after the build: what it loaded
-        self.store = FeatureStore(loc, metadata["backbone"])
+        self.store = FeatureStore(loc, metadata.get("store", metadata["backbone"]))
         self.metadata = {**metadata, "weights_digest": self.embedder.digest}
         self.node_id = node_id
         self._device = threading.Semaphore(1 if self.embedder.on_gpu else CPU_FORWARD_SLOTS)
@@ -40,14 +40,18 @@ class ShardWorker:
     def info(self) -> dict:
         return {"digest": self.embedder.digest, "dim": self.embedder.dim, "node_id": self.node_id}
 
-    def process(self, shard: Shard, images: np.ndarray, labels: np.ndarray) -> ShardRecord:
-        """Safe to call from two threads: one shard embeds while the last one is written."""
+    def process(
+        self, shard: Shard, images: np.ndarray, labels: np.ndarray,
+        coarse: np.ndarray | None = None,
+    ) -> ShardRecord:  # fmt: skip
+        """Safe to call from two threads: one shard embeds while the last one is written.
+        `coarse`: CIFAR-100's superclass labels, stored beside the fine ones."""
         _test_hooks(shard)
         with self._device:
             started = time.perf_counter()
             features = self.embedder(images)
         return self.store.publish(
-            shard, labels, features, self.metadata,
+            shard, labels, features, self.metadata, coarse,
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
             worker_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         )  # fmt: skip

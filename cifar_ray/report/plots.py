@@ -11,10 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cifar_ray.report import groups
 from cifar_ray.train.results import HEAD, PIXEL_KIND, models_of
 
 DPI = 110
 WRONG, RIGHT = "#c62828", "#2e7d32"
+NEAR = "#ef6c00"  # CIFAR-100: the wrong class, but in the right superclass
 
 
 def _png(fig) -> bytes:
@@ -34,30 +36,40 @@ def model_colors(names: list[str]) -> dict[str, tuple]:
     return {name: cmap(i % 10) for i, name in enumerate(names)}
 
 
-def confusion(matrix: list[list[int]], classes: list[str], title: str) -> bytes:
+def confusion(
+    matrix: list[list[int]], classes: list[str], title: str, what: str = "class"
+) -> bytes:
+    """Counts with every cell written in; grows with the classes (CIFAR-100's 20 superclasses
+    get a larger figure and smaller digits, still legible)."""
     m = np.asarray(matrix)
-    fig, ax = _figure(figsize=(7.5, 6.5))
+    side = max(7.5, 0.48 * len(classes) + 3.5)
+    fig, ax = _figure(figsize=(side, side - 1.0))
     im = ax.imshow(m, cmap="Blues")
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted class",
-           ylabel="true class", title=f"{title} confusion matrix")  # fmt: skip
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel=f"predicted {what}",
+           ylabel=f"true {what}", title=f"{title} confusion matrix")  # fmt: skip
     ax.set_xticklabels(classes, rotation=45, ha="right")
     ax.set_yticklabels(classes)
     for (i, j), v in np.ndenumerate(m):
         color = "white" if v > m.max() / 2 else "black"
-        ax.text(j, i, str(v), ha="center", va="center", color=color, fontsize=8)
+        ax.text(j, i, str(v), ha="center", va="center", color=color,
+                fontsize=8 if len(classes) <= 12 else 6.5)  # fmt: skip
     fig.colorbar(im, ax=ax, fraction=0.046, label="test images")
     return _png(fig)
 
 
-def per_class(recalls: dict[str, list[float]], classes: list[str], title: str) -> bytes:
+def per_class(
+    recalls: dict[str, list[float]], classes: list[str], title: str, what: str = "true class"
+) -> bytes:
     """A models x classes heat map of per-class test accuracy, each cell's value written in."""
     names = list(recalls)
     m = np.asarray([recalls[n] for n in names], dtype=float)
-    fig, ax = _figure(figsize=(9.5, 1.4 + 0.45 * len(names)))
+    wide = len(classes) > 12  # CIFAR-100's superclasses: wider cells, long names slanted more
+    size = (max(9.5, 0.62 * len(classes) + 3), 1.4 + 0.45 * len(names) + (1.6 if wide else 0))
+    fig, ax = _figure(figsize=size)
     im = ax.imshow(m, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
     ax.set(xticks=range(len(classes)), yticks=range(len(names)), title=title,
-           xlabel="true class", ylabel="model")  # fmt: skip
-    ax.set_xticklabels(classes, rotation=30, ha="right")
+           xlabel=what, ylabel="model")  # fmt: skip
+    ax.set_xticklabels(classes, rotation=45 if wide else 30, ha="right")
     ax.set_yticklabels(names)
     for (i, j), v in np.ndenumerate(m):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
@@ -99,8 +111,12 @@ def learning_curves(
     return _png(fig)
 
 
-def prediction_grid(images, labels, preds, classes: list[str], title: str, n: int = 40) -> bytes:
-    """Test images titled with their prediction; wrong ones framed and titled in red."""
+def prediction_grid(
+    images, labels, preds, classes: list[str], title: str, n: int = 40,
+    fine_to_coarse: list[int] | None = None,
+) -> bytes:  # fmt: skip
+    """Test images titled with their prediction; wrong ones framed and titled in red. With
+    CIFAR-100's `fine_to_coarse`, a wrong class in the right superclass is orange instead."""
     n = min(len(images), len(preds), n)
     cols = 8
     rows = max(1, -(-n // cols))
@@ -114,24 +130,29 @@ def prediction_grid(images, labels, preds, classes: list[str], title: str, n: in
         ok = int(preds[i]) == int(labels[i])
         wrong += not ok
         ax.imshow(images[i], interpolation="nearest")
-        color = RIGHT if ok else WRONG
+        near = fine_to_coarse and fine_to_coarse[int(preds[i])] == fine_to_coarse[int(labels[i])]
+        color = RIGHT if ok else NEAR if near else WRONG
         text = classes[preds[i]] if ok else f"✗ {classes[preds[i]]}\ntrue: {classes[labels[i]]}"
         ax.set_title(text, fontsize=7.5, color=color)
         for spine in ax.spines.values():
             spine.set(color=color, linewidth=1 if ok else 3)
-    fig.suptitle(f"{title}: {wrong} of {n} wrong (red, with the true class)")
+    legend = "red, with the true class" + ("; orange: right superclass" if fine_to_coarse else "")
+    fig.suptitle(f"{title}: {wrong} of {n} wrong ({legend})")
     return _png(fig)
 
 
 def embedding_maps(maps: dict[str, tuple[list, list]], classes: list[str], title: str) -> bytes:
     """One scatter panel per method (PCA, t-SNE), points coloured by true class."""
-    fig, axes = _figure(ncols=len(maps), figsize=(6.2 * len(maps) + 1.6, 5.6), squeeze=False)
-    cmap = plt.get_cmap("tab10")
+    wide = len(classes) > 10  # CIFAR-100's 20 superclasses: 20 colours, a longer legend
+    fig, axes = _figure(ncols=len(maps), figsize=(6.2 * len(maps) + (3.2 if wide else 1.6), 5.6),
+                        squeeze=False)  # fmt: skip
+    cmap, ncolors = (plt.get_cmap("tab20"), 20) if wide else (plt.get_cmap("tab10"), 10)
     for ax, (method, (xy, labels)) in zip(axes[0], maps.items(), strict=True):
         pts, lab = np.asarray(xy, dtype=float).reshape(-1, 2), np.asarray(labels)
         for c, name in enumerate(classes):
             sel = lab == c
-            ax.scatter(pts[sel, 0], pts[sel, 1], s=6, color=cmap(c % 10), label=name, alpha=0.7)
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=6, color=cmap(c % ncolors), label=name,
+                       alpha=0.7)  # fmt: skip
         ax.set(xlabel=f"{method} 1", ylabel=f"{method} 2", title=f"{method} ({len(lab)} points)")
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, markerscale=3, fontsize=8, loc="outside right center")
@@ -192,11 +213,15 @@ def _report_colors(metrics: dict) -> dict[str, tuple]:
     return model_colors(names)
 
 
-def report_figures(metrics: dict, preview: dict | None) -> dict[str, bytes]:
-    """Every figure of the report, by file stem, from metrics.json and the test preview."""
+def report_figures(
+    metrics: dict, preview: dict | None, previews: dict[str, dict | None] | None = None
+) -> dict[str, bytes]:
+    """Every figure of the report, by file stem, from metrics.json and the test preview
+    (`previews`: one per dataset, where OUT holds more than CIFAR-10)."""
     colors, figures = _report_colors(metrics), {}
     for b, res in metrics["backbones"].items():
-        figures.update({f"{b}-{k}": v for k, v in _backbone_figures(b, res, colors, preview)})
+        shown = preview if previews is None else previews.get(res.get("dataset", "cifar10"))
+        figures.update({f"{b}-{k}": v for k, v in _backbone_figures(b, res, colors, shown)})
     if len(metrics["backbones"]) > 1:
         figures["comparison"] = accuracy_vs_speed(
             *_speed_points(metrics), colors, "test accuracy against extraction speed"
@@ -213,6 +238,9 @@ def _backbone_figures(
     yield "accuracy", accuracy_bars(scores, colors, 1 / len(classes), f"{b}: test accuracy")
     histories = {n: m.history for n, m in models.items() if m.history}
     yield "learning-curves", learning_curves(histories, colors, f"{b}: learning curves")
+    if groups.has_superclasses(res):
+        yield from _superclass_figures(b, res, preview)
+        return
     yield "confusion", confusion(head.test["confusion"], classes, f"{b}: dense head, test")
     recalls = {n: m.per_class for n, m in models.items()}
     yield "per-class", per_class(recalls, classes, f"{b}: per-class test accuracy")
@@ -223,6 +251,30 @@ def _backbone_figures(
         )  # fmt: skip
     maps = embedding_sources(res)
     yield "embedding", embedding_maps(maps, classes, f"{b}: test features coloured by true class")
+
+
+def _superclass_figures(b: str, res: dict, preview: dict | None) -> Iterator[tuple[str, bytes]]:
+    """CIFAR-100: the confusion matrix and per-class accuracy over the 20 superclasses, the
+    prediction grid framed by superclass, the embedding coloured by superclass."""
+    supers, mapping, models = res["superclasses"], res["fine_to_coarse"], models_of(res)
+    n = len(supers)
+    head = models[HEAD]
+    matrix = groups.superclass_confusion(head.test["confusion"], mapping, n)
+    yield "confusion", confusion(matrix, supers, f"{b}: dense head, test, superclass",
+                                 what="superclass")  # fmt: skip
+    recalls = {name: groups.per_superclass(m.test["confusion"], mapping, n)
+               for name, m in models.items() if m.test.get("confusion")}  # fmt: skip
+    yield "per-class", per_class(recalls, supers, f"{b}: test accuracy per superclass",
+                                 what="superclass (fine-label accuracy of its images)")  # fmt: skip
+    if preview is not None:
+        yield "predictions", prediction_grid(
+            preview["images"], preview["labels"], head.sample_predictions, res["classes"],
+            f"{b}: dense head on the first test images", fine_to_coarse=list(mapping),
+        )  # fmt: skip
+    to_super = np.asarray(mapping)
+    maps = {k: (xy, to_super[np.asarray(lab, dtype=np.int64)].tolist())
+            for k, (xy, lab) in embedding_sources(res).items()}  # fmt: skip
+    yield "embedding", embedding_maps(maps, supers, f"{b}: test features coloured by superclass")
 
 
 def _speed_points(metrics: dict) -> tuple[list, dict]:

@@ -9,10 +9,10 @@ import time
 
 from cifar_ray.embed import fingerprint
 from cifar_ray.errors import UserError
-from cifar_ray.report import plots
+from cifar_ray.report import groups, plots
 from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore
-from cifar_ray.store.layout import PREVIEW, SAMPLES, Layout
+from cifar_ray.store.layout import DEFAULT_DATASET, SAMPLES, Layout, backbone_of
 from cifar_ray.store.locations import Location
 from cifar_ray.train.results import HEAD, SPLITS, models_of
 
@@ -45,18 +45,26 @@ def collect(loc: Location) -> dict:
     return results
 
 
+def _dataset(res: dict) -> str:
+    return res.get("dataset", DEFAULT_DATASET)  # results written before datasets: CIFAR-10
+
+
 def comparison(results: dict) -> list[dict]:
+    """One row per store. Where OUT holds more than one dataset, rows gain a "dataset" column
+    (first), name the backbone alone, and are ordered by dataset."""
+    several = len({_dataset(res) for res in results.values()}) > 1
     rows = []
     for backbone, res in results.items():
-        row = {
-            "backbone": backbone,
+        row = {"dataset": _dataset(res), "backbone": backbone_of(backbone)} if several else {}
+        row |= {
+            "backbone": row.get("backbone", backbone),
             "dim": res["dim"],
             "images_per_s": res["extraction"].get("images_per_s"),
             "extraction_s": res["extraction"].get("seconds"),
         }
         row.update({name: m.test_accuracy for name, m in models_of(res).items()})
         rows.append(row)
-    return rows
+    return sorted(rows, key=lambda r: r["dataset"]) if several else rows
 
 
 def write(out: str) -> str:
@@ -71,7 +79,9 @@ def write(out: str) -> str:
     }
     put = Layout(loc).report_file
     locations.put_atomic(loc, put("metrics.json"), json.dumps(metrics, indent=1).encode())
-    figures = plots.report_figures(metrics, samples.read_preview(loc))
+    datasets = dict.fromkeys(_dataset(res) for res in results.values())
+    previews = {name: samples.read_preview(loc, name) for name in datasets}
+    figures = plots.report_figures(metrics, None, previews)
     for name, png in figures.items():
         locations.put_atomic(loc, put(f"{name}.png"), png)
     sections = _sections(metrics, figures)
@@ -98,7 +108,7 @@ def _sections(metrics: dict, figures: dict) -> list[tuple[str, str, list[Block]]
     builders = {
         "accuracy": _accuracy_blocks,
         "learning-curves": _learning_blocks,
-        "confusion": lambda b, res, figs: [("fig", f"{b}-confusion")],
+        "confusion": _confusion_blocks,
         "per-class": _per_class_blocks,
         "predictions": _prediction_blocks,
         "embedding": _embedding_blocks,
@@ -123,10 +133,47 @@ def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
     ]
     counts = ", ".join(f"{k} {v}" for k, v in res["sizes"].items())
     note = (
-        f"Images: {counts}. Chance: {1 / len(res['classes']):.3f}. Model selection and early "
-        "stopping see validation only; test is scored once."
+        f"Dataset: {_dataset(res)}, {len(res['classes'])} classes. Images: {counts}. Chance: "
+        f"{1 / len(res['classes']):.3f}. Model selection and early stopping see validation "
+        "only; test is scored once."
     )
+    if groups.has_superclasses(res):
+        header.append("superclass acc")
+        supers = len(res["superclasses"])
+        for row, (_, m) in zip(rows, ranked, strict=True):
+            matrix = m.test.get("confusion")
+            score = matrix and groups.superclass_accuracy(matrix, res["fine_to_coarse"], supers)
+            row.append(_fmt(score))
+        note += (
+            f" Superclass acc: the share of test images whose predicted class is in their "
+            f"true superclass (of {supers}; chance {1 / supers:.3f})."
+        )
     return [("p", note), ("table", header, rows), ("fig", f"{b}-accuracy")]
+
+
+def _confusion_blocks(b: str, res: dict, figures: dict) -> list[Block]:
+    """CIFAR-10: the class matrix. CIFAR-100: the superclass matrix (its 100x100 class matrix
+    is in metrics.json) and the class pairs the dense head mixes up most."""
+    if not groups.has_superclasses(res):
+        return [("fig", f"{b}-confusion")]
+    classes, supers = res["classes"], res["superclasses"]
+    mapping = res["fine_to_coarse"]
+    matrix = models_of(res)[HEAD].test["confusion"]
+    note = (
+        f"{len(supers)} superclasses: each prediction is mapped to its superclass. The "
+        f"{len(classes)}x{len(classes)} class matrix is in metrics.json; the class pairs "
+        "confused most often follow."
+    )
+    header = ["true class", "predicted class", "test images", "share of true class",
+              "same superclass"]  # fmt: skip
+    rows = [
+        [classes[i], classes[j], n, _fmt(share, 3),
+         supers[mapping[i]] if mapping[i] == mapping[j] else "no"]
+        for i, j, n, share in groups.confused_pairs(matrix)
+    ]  # fmt: skip
+    pairs = [("table", header, rows)] if rows else [("p", "The dense head confused no pair.")]
+    return [("p", note), ("fig", f"{b}-confusion"), ("h3", f"{b}: most-confused class pairs"),
+            *pairs]  # fmt: skip
 
 
 def _learning_blocks(b: str, res: dict, figures: dict) -> list[Block]:
@@ -137,6 +184,8 @@ def _learning_blocks(b: str, res: dict, figures: dict) -> list[Block]:
 
 def _per_class_blocks(b: str, res: dict, figures: dict) -> list[Block]:
     models = models_of(res)
+    if groups.has_superclasses(res):
+        return _per_superclass_blocks(b, res, models)
     rows = [
         [c, *(_fmt(m.per_class[i], 3) for m in models.values())]
         for i, c in enumerate(res["classes"])
@@ -144,16 +193,38 @@ def _per_class_blocks(b: str, res: dict, figures: dict) -> list[Block]:
     return [("fig", f"{b}-per-class"), ("table", ["class", *models], rows)]
 
 
+def _per_superclass_blocks(b: str, res: dict, models: dict) -> list[Block]:
+    """CIFAR-100: fine-label accuracy over each superclass's test images, every model."""
+    supers, mapping = res["superclasses"], res["fine_to_coarse"]
+    scored = {n: groups.per_superclass(m.test["confusion"], mapping, len(supers))
+              for n, m in models.items() if m.test.get("confusion")}  # fmt: skip
+    members = [[] for _ in supers]
+    for fine, coarse in enumerate(mapping):
+        members[coarse].append(res["classes"][fine])
+    rows = [
+        [s, *(_fmt(v[i], 3) for v in scored.values()), ", ".join(members[i])]
+        for i, s in enumerate(supers)
+    ]
+    note = (
+        "Per superclass: the share of its test images whose class (of "
+        f"{len(res['classes'])}) each model got right. Per-class values are in metrics.json."
+    )
+    return [("p", note), ("fig", f"{b}-per-class"),
+            ("table", ["superclass", *scored, "classes"], rows)]  # fmt: skip
+
+
 def _prediction_blocks(b: str, res: dict, figures: dict) -> list[Block]:
     if f"{b}-predictions" in figures:
         return [("fig", f"{b}-predictions")]
-    return [("p", f"No test preview (OUT/{SAMPLES}/{PREVIEW}) was found.")]
+    preview = Layout.preview_name(_dataset(res))
+    return [("p", f"No test preview (OUT/{SAMPLES}/{preview}) was found.")]
 
 
 def _embedding_blocks(b: str, res: dict, figures: dict) -> list[Block]:
     n = len(res["embedding_2d"]["xy"])
     methods = ", ".join(plots.embedding_sources(res))
-    note = f"{methods} of {n} test images' features, coloured by their true class."
+    by = "superclass" if groups.has_superclasses(res) else "true class"
+    note = f"{methods} of {n} test images' features, coloured by their {by}."
     return [("fig", f"{b}-embedding"), ("p", note)]
 
 
@@ -162,8 +233,11 @@ def _comparison_blocks(metrics: dict) -> list[Block]:
     if len(rows) < 2:
         return [("p", "One backbone only; extract and train several to compare them here.")]
     fixed = ["backbone", "dim", "images_per_s", "extraction_s"]
+    shown = ["backbone", "feature dim", "images/s", "extraction s"]
+    if any("dataset" in r for r in rows):  # more than one dataset under OUT
+        fixed, shown = ["dataset", *fixed], ["dataset", *shown]
     names = [HEAD, *sorted({k for r in rows for k in r} - {HEAD, *fixed})]
-    header = ["backbone", "feature dim", "images/s", "extraction s", *names]
+    header = [*shown, *names]
     table = [[_fmt(r[k], 1) for k in fixed] + [_fmt(r.get(n)) for n in names] for r in rows]
     return [("table", header, table), ("fig", "comparison")]
 
@@ -171,7 +245,8 @@ def _comparison_blocks(metrics: dict) -> list[Block]:
 def _settings(res: dict, feature_fingerprint: dict) -> dict:
     """One backbone's run settings, by row label, in table order."""
     extraction = {**feature_fingerprint, **res["extraction"]}
-    rows = {"fingerprint": res["fingerprint"], "dim": res["dim"], "sizes": res["sizes"]}
+    rows = {"dataset": _dataset(res), "fingerprint": res["fingerprint"], "dim": res["dim"],
+            "sizes": res["sizes"]}  # fmt: skip
     rows.update({f"extraction {k}": extraction.get(k) for k in EXTRACTION_ROWS})
     rows.update({f"train {k}": v for k, v in res["train_config"].items() if k != "backbone"})
     return rows

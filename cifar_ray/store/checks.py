@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError
 from cifar_ray.store import locations
-from cifar_ray.store.features import META_KEY, FeatureStore
+from cifar_ray.store.features import COARSE, META_KEY, FeatureStore
 from cifar_ray.store.layout import MANIFEST, Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import plan
@@ -40,6 +40,8 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
         meta = (schema.metadata or {}).get(META_KEY, b"")
         if fid.encode() not in meta:
             problems.append(f"{shard.key}: file metadata names another fingerprint")
+        if manifest.get("superclasses") and COARSE not in schema.names:
+            problems.append(f"{shard.key}: no {COARSE} column (CIFAR-100's superclass)")
     if len(dims) > 1:
         problems.append(f"feature dimensions differ between shards: {sorted(dims)}")
     counts = {

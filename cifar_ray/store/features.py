@@ -43,11 +43,16 @@ log = logging.getLogger(__name__)
 META_KEY = b"cifar_ray"
 
 
-def schema(dim: int, metadata: dict | None = None) -> pa.Schema:
-    """The one definition of a feature file's columns."""
+COARSE = "coarse_label"  # CIFAR-100's superclass, beside the fine `label`
+
+
+def schema(dim: int, metadata: dict | None = None, coarse: bool = False) -> pa.Schema:
+    """The one definition of a feature file's columns. `coarse`: a `coarse_label` column after
+    `label` (CIFAR-100 only; CIFAR-10 files keep the three columns they always had)."""
     fields = [
         pa.field("id", pa.int64(), nullable=False),
         pa.field("label", pa.int64(), nullable=False),
+        *([pa.field(COARSE, pa.int64(), nullable=False)] if coarse else []),
         pa.field("features", pa.list_(pa.float32(), dim), nullable=False),
     ]
     meta = {META_KEY: json.dumps(metadata, sort_keys=True).encode()} if metadata else None
@@ -110,19 +115,23 @@ class FeatureStore:
 
     # --- writing -------------------------------------------------------------------------
     def publish(
-        self, shard: Shard, labels: np.ndarray, features: np.ndarray, metadata: dict, **extra
-    ) -> ShardRecord:
+        self, shard: Shard, labels: np.ndarray, features: np.ndarray, metadata: dict,
+        coarse: np.ndarray | None = None, **extra,
+    ) -> ShardRecord:  # fmt: skip
         """Data first, record last. Repeating it, even while an earlier call still runs,
         is harmless: each call writes its own data file and the last record wins."""
-        return self.commit(self.write_data(shard, labels, features, metadata), **extra)
+        return self.commit(self.write_data(shard, labels, features, metadata, coarse), **extra)
 
     def write_data(
-        self, shard: Shard, labels: np.ndarray, features: np.ndarray, metadata: dict
-    ) -> Attempt:
+        self, shard: Shard, labels: np.ndarray, features: np.ndarray, metadata: dict,
+        coarse: np.ndarray | None = None,
+    ) -> Attempt:  # fmt: skip
         """Step 1: the data, under a name no other attempt uses. Nothing reads it yet."""
         if features.shape[0] != shard.rows or labels.shape[0] != shard.rows:
             raise ValueError(f"{shard.key}: expected {shard.rows} rows, got {features.shape[0]}")
-        data = encode(np.arange(shard.start, shard.stop), labels, features, metadata)
+        if coarse is not None and coarse.shape[0] != shard.rows:
+            raise ValueError(f"{shard.key}: expected {shard.rows} coarse labels")
+        data = encode(np.arange(shard.start, shard.stop), labels, features, metadata, coarse)
         file = data_file_name(shard.index, uuid.uuid4().hex[:16])
         locations.put_atomic(self.loc, self.file_path(shard, file), data)
         return Attempt(shard, file, hashlib.sha256(data).hexdigest(), metadata["fingerprint"])
@@ -249,16 +258,21 @@ class FeatureStore:
         return features, labels
 
 
-def encode(ids: np.ndarray, labels: np.ndarray, features: np.ndarray, metadata: dict) -> bytes:
+def encode(
+    ids: np.ndarray, labels: np.ndarray, features: np.ndarray, metadata: dict,
+    coarse: np.ndarray | None = None,
+) -> bytes:  # fmt: skip
     dim = features.shape[1]
     values = pa.array(np.ascontiguousarray(features, dtype=np.float32).reshape(-1))
+    coarse_col = [] if coarse is None else [pa.array(coarse, pa.int64())]
     table = pa.Table.from_arrays(
         [
             pa.array(ids, pa.int64()),
             pa.array(labels, pa.int64()),
+            *coarse_col,
             pa.FixedSizeListArray.from_arrays(values, dim),
         ],
-        schema=schema(dim, metadata),
+        schema=schema(dim, metadata, coarse=coarse is not None),
     )
     sink = io.BytesIO()
     # Dictionary encoding and statistics on float vectors cost 8x the write time and buy

@@ -11,6 +11,12 @@
     OUT/samples/test-preview.npz                                   first test images, for the report
     OUT/report/                                                    metrics.json, report.*, *.png
 
+A store is named by its backbone and dataset: CIFAR-10's by the backbone alone (`inceptionv3`,
+as always), any other dataset's as `<backbone>@<dataset>` (`inceptionv3@cifar100`). That one
+name is the folder under features/, models/ and train-runs/, so stores of different datasets
+sit side by side, resume on their own and never mix; CIFAR-100's preview is
+`samples/test-preview@cifar100.npz`.
+
 Modules ask a `Layout` for a path instead of joining names themselves, so the layout the
 README documents is the layout the code writes, and a change to it is one change here.
 """
@@ -37,6 +43,9 @@ HEAD_STATE = "state.json"
 RESULTS = "results.json"
 PREVIEW = "test-preview.npz"
 
+DEFAULT_DATASET = "cifar10"  # its stores keep the names they had before datasets were added
+DATASET_MARK = "@"
+
 # What a record may name: a shard's data file, with an attempt id or (older stores) without.
 DATA_FILE = re.compile(r"part-(\d{5})(?:-([0-9a-f]{1,32}))?\.parquet")
 
@@ -49,6 +58,21 @@ def data_file_name(index: int, attempt: str = "") -> str:
 def shard_key(split: str, index: int) -> str:
     """A shard's name, `<split>-NNNNN`: its record is `_shards/<key>.json`."""
     return f"{split}-{index:05d}"
+
+
+def store_name(backbone: str, dataset: str = DEFAULT_DATASET) -> str:
+    """The name of a backbone's store for a dataset: `inceptionv3`, `inceptionv3@cifar100`."""
+    return backbone if dataset == DEFAULT_DATASET else f"{backbone}{DATASET_MARK}{dataset}"
+
+
+def dataset_of(store: str) -> str:
+    """The dataset a store name says: `inceptionv3@cifar100` -> cifar100, else CIFAR-10."""
+    _, mark, dataset = store.rpartition(DATASET_MARK)
+    return dataset if mark else DEFAULT_DATASET
+
+
+def backbone_of(store: str) -> str:
+    return store.rpartition(DATASET_MARK)[0] or store
 
 
 @dataclass(frozen=True)
@@ -119,8 +143,14 @@ class Layout:
         return f"{self.train_runs()}/{name}"
 
     # --- OUT/samples/ and OUT/report/ ----------------------------------------------------
-    def preview(self) -> str:
-        return self.loc.path(SAMPLES, PREVIEW)
+    def preview(self, dataset: str = DEFAULT_DATASET) -> str:
+        """One per dataset: `test-preview.npz` for CIFAR-10, else `test-preview@<dataset>.npz`."""
+        return self.loc.path(SAMPLES, self.preview_name(dataset))
+
+    @staticmethod
+    def preview_name(dataset: str = DEFAULT_DATASET) -> str:
+        stem, _, ext = PREVIEW.rpartition(".")
+        return PREVIEW if dataset == DEFAULT_DATASET else f"{stem}{DATASET_MARK}{dataset}.{ext}"
 
     def report_dir(self) -> str:
         return self.loc.path(REPORT)

@@ -4,7 +4,7 @@ passes what it knows (the plan, the run's summary)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import MANIFEST
@@ -23,6 +23,9 @@ class Manifest:
     split_sizes: dict[str, int]
     data_dir: str | None  # the extraction's source, for raw-pixel baselines
     shard_size: int
+    dataset: str = "cifar10"  # the source's name (also in the fingerprint)
+    superclasses: list[str] = field(default_factory=list)  # CIFAR-100's 20 coarse names
+    fine_to_coarse: list[int] = field(default_factory=list)  # class -> superclass index
 
     def write(self, store: FeatureStore, last_run: dict | None = None) -> dict:
         """Record which shards are published under this fingerprint. `last_run` is the run's

@@ -56,21 +56,34 @@ def train_all(plan: TrainingPlan) -> dict[str, dict]:
     }
 
 
+def _dataset(lat: latents.Latents) -> str:
+    return lat.manifest.get("dataset", "cifar10")  # stores made before datasets: CIFAR-10
+
+
 def _split_key(lat: latents.Latents) -> str:
-    return json.dumps(lat.manifest["split_sizes"], sort_keys=True)
+    """The stores whose raw-pixel baselines are the same models: same dataset, same sizes."""
+    return json.dumps([_dataset(lat), lat.manifest["split_sizes"]], sort_keys=True)
 
 
 def pixel_inputs(cfg: TrainConfig, loaded: dict[str, latents.Latents]) -> dict[str, dict]:
-    """The images behind the latents, split the same way; skipped with a warning if the
-    source is gone (the backbone models do not need it)."""
+    """The images behind the latents, split the same way, per dataset; a dataset whose
+    source is gone is skipped with a warning (the backbone models do not need it)."""
+    inputs = {}
+    for dataset in dict.fromkeys(map(_dataset, loaded.values())):
+        group = {k: lat for k, lat in loaded.items() if _dataset(lat) == dataset}
+        inputs.update(_dataset_pixels(cfg, dataset, group))
+    return inputs
+
+
+def _dataset_pixels(cfg: TrainConfig, dataset: str, loaded: dict[str, latents.Latents]) -> dict:
     from cifar_ray.source import cifar
 
     first = next(iter(loaded.values()))
     source = cfg.data_dir or first.manifest.get("data_dir")
     try:
-        ds = cifar.load(source)
+        ds = cifar.load(source, dataset=dataset)
     except UserError as exc:
-        log.warning("raw-pixel baselines skipped: %s", exc)
+        log.warning("raw-pixel baselines skipped for %s: %s", dataset, exc)
         return {}
     inputs = {}
     for lat in loaded.values():
@@ -132,7 +145,8 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
         for result in ray.get([*pending, *pixel_refs]):
             models[result["name"]] = result
     result = {
-        "backbone": lat.backbone,
+        "backbone": lat.backbone,  # the store's name: `<backbone>@<dataset>` beyond CIFAR-10
+        "dataset": _dataset(lat),
         "fingerprint": lat.manifest["fingerprint"],
         "dim": lat.dim,
         "classes": list(lat.classes),
@@ -142,6 +156,9 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
         "models": models,
         "embedding_2d": maps.pca_map(parts["test"], cfg.seed),
     }
+    if lat.manifest.get("superclasses"):  # CIFAR-100: what the report groups classes by
+        result["superclasses"] = lat.manifest["superclasses"]
+        result["fine_to_coarse"] = lat.manifest["fine_to_coarse"]
     if cfg.tsne:
         result["embedding_tsne"] = maps.tsne_map(*parts["test"], cfg.seed)
     body = json.dumps(result, indent=1).encode()
