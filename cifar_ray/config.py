@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,8 @@ class TrainConfig:
             raise UserError("--epochs, --batch-size and --hidden must be positive")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise UserError(f"--learning-rate must be finite and > 0, got {self.learning_rate}")
 
 
 @dataclass(frozen=True)

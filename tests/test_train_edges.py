@@ -3,6 +3,8 @@ Ray: what it leaves in the temporary folder, a loss that is NaN from the first e
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,14 +22,13 @@ SIZES = {"train": 200, "test": 50}
 FID = "f1"
 
 
-def _store(out: Path, *, nan: bool = False) -> None:
-    """A whole 8-dim store whose features tell the classes apart (or are all NaN)."""
+def _store(out: Path) -> None:
+    """A whole 8-dim store whose features tell the classes apart."""
     store = FeatureStore(Location(str(out)), "toy")
     rng = np.random.default_rng(0)
     for shard in plan(SIZES, 100):
         labels = np.arange(shard.start, shard.stop) % 10
         feats = np.eye(10, 8, dtype=np.float32)[labels] + rng.normal(0, 0.1, (shard.rows, 8))
-        feats = np.full_like(feats, np.nan) if nan else feats
         store.publish(shard, labels, feats.astype(np.float32), {"fingerprint": FID})
     store.write_fingerprint(FID, {"backbone": "toy"})
     Manifest("toy", FID, list("abcdefghij"), SIZES, None, 100).write(store)
@@ -54,3 +55,28 @@ def test_train_leaves_nothing_in_the_temporary_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "out" / "models" / "toy" / "head.keras").is_file()
     assert list(tmp.iterdir()) == []  # no cifar-ray-head-* (tens of MB each) left behind
+
+
+@pytest.mark.parametrize("rate", ["nan", "0", "-0.1", "inf"])
+def test_a_learning_rate_that_cannot_train_is_one_line(tmp_path, rate):
+    _store(tmp_path / "out")
+    result = run_cli("train", "--local", "--out", tmp_path / "out", "--learning-rate", rate)
+    assert result.returncode == 2
+    err = result.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err[-3000:]
+    assert "--learning-rate must be finite and > 0" in err
+    assert not (tmp_path / "out" / "models").exists()
+
+
+@pytest.mark.ray
+def test_a_loss_that_is_nan_from_the_first_epoch_still_saves_a_head(tmp_path):
+    """No epoch improves on a NaN loss: the first epoch's weights are the best ones kept.
+    A learning rate of 1e38 overflows the weights in the first steps."""
+    _store(tmp_path / "out")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    result = _train(tmp_path / "out", tmp, "--learning-rate", "1e38")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "models" / "toy" / "head.keras").is_file()
+    results = json.loads((tmp_path / "out" / "models" / "toy" / "results.json").read_text())
+    assert math.isnan(results["models"]["dense_head"]["history"]["val_loss"][0])

@@ -129,7 +129,7 @@ def _fit_head(cfg: TrainConfig, config: dict, data: tuple, work: Path) -> None:
                 _copy(Path(folder) / "best.weights.h5", best)
 
     def on_epoch(state: head.LoopState, improved: bool) -> None:
-        if improved:
+        if improved or not best.exists():  # a NaN loss never improves: keep the first epoch
             model.save_weights(best)
         with tempfile.TemporaryDirectory() as folder:
             model.save(Path(folder) / "model.keras")
