@@ -24,6 +24,12 @@ def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
     return str(Path(path).expanduser().absolute())
 
 
+def _check_out(out: str) -> None:
+    """An empty --out would write into the current folder: refused, not guessed."""
+    if not out.strip():
+        raise UserError("--out is empty; give a folder or an s3:// / gs:// URI")
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     out: str = DEFAULT_OUT
@@ -45,6 +51,7 @@ class ExtractConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        _check_out(self.out)
         for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
         object.__setattr__(self, "weights", absolute(self.weights, WEIGHTS_KEYWORDS))
@@ -85,6 +92,7 @@ class TrainConfig:
     tsne: bool = False  # a seeded t-SNE map of 1,000 test points (slow)
 
     def __post_init__(self) -> None:
+        _check_out(self.out)
         for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
         if self.pixel_epochs <= 0:
