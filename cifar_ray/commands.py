@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bool) -> list:
     """One plan per backbone, all validated before Ray starts; then extract each in turn."""
-    names = backbone_names(cfg.backbone)
+    names = _each_once(backbone_names(cfg.backbone))
     _check_overrides(cfg)
     dataset = cifar.load(cfg.data_dir, cfg.limit, cfg.dataset)  # read once for every backbone
     plans = [job.prepare(cfg_for(cfg, name), dataset) for name in names]
@@ -41,6 +41,17 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
             progress.console.print(f"[red]failed[/red] {key}: {error}")
         raise ExtractionFailed(failed)
     return summaries
+
+
+def _each_once(names: list[str]) -> list[str]:
+    """`inceptionv3,InceptionV3` names one store: extracted once, under the first spelling.
+    A `module:factory` or `hub:` name is kept as written (its case and underscores matter)."""
+    from cifar_ray.embed import backbones
+
+    first = {}
+    for name in names:
+        first.setdefault(name if ":" in name else backbones.key(name), name)
+    return list(first.values())
 
 
 def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,12 @@ def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
     return str(Path(path).expanduser().absolute())
 
 
+def _check_out(out: str) -> None:
+    """An empty --out would write into the current folder: refused, not guessed."""
+    if not out.strip():
+        raise UserError("--out is empty; give a folder or an s3:// / gs:// URI")
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     out: str = DEFAULT_OUT
@@ -51,6 +58,7 @@ class ExtractConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        _check_out(self.out)
         for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
         object.__setattr__(self, "weights", absolute(self.weights, WEIGHTS_KEYWORDS))
@@ -92,6 +100,7 @@ class TrainConfig:
     tsne: bool = False  # a seeded t-SNE map of 1,000 test points (slow)
 
     def __post_init__(self) -> None:
+        _check_out(self.out)
         for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
         if self.pixel_epochs <= 0:
@@ -102,6 +111,8 @@ class TrainConfig:
             raise UserError("--epochs, --batch-size and --hidden must be positive")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise UserError(f"--learning-rate must be finite and > 0, got {self.learning_rate}")
 
 
 @dataclass(frozen=True)

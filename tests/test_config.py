@@ -38,6 +38,10 @@ TRAIN_BAD = {
     "hidden zero": ({"hidden": 0}, "--epochs, --batch-size and --hidden must be positive"),
     "dropout one": ({"dropout": 1.0}, r"--dropout must be in \[0, 1\), got 1.0"),
     "dropout negative": ({"dropout": -0.1}, r"--dropout must be in \[0, 1\), got -0.1"),
+    "learning rate nan": ({"learning_rate": float("nan")}, "--learning-rate must be finite and"),
+    "learning rate inf": ({"learning_rate": float("inf")}, "--learning-rate must be finite and"),
+    "learning rate zero": ({"learning_rate": 0.0}, "--learning-rate must be finite and > 0"),
+    "learning rate negative": ({"learning_rate": -1e-3}, "--learning-rate must be finite and"),
 }
 
 

@@ -84,6 +84,34 @@ def test_precision_and_xla_stay_close_to_float32(embedder, precision, xla):
     assert fast.digest == embedder.digest  # same weights, only the arithmetic differs
 
 
+def _tiny(input_shape, weights=None):
+    """Two convolutions, pooled: enough to carry each preprocessing's output through."""
+    import keras
+
+    conv = keras.layers.Conv2D(8, 3, strides=2, activation="relu")
+    return keras.Sequential([keras.Input(input_shape), conv, keras.layers.GlobalAveragePooling2D()])
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("kind", [*backbones.PREPROCESSING, "scale_offset"])
+def test_every_preprocessing_runs_in_mixed_precision(monkeypatch, kind, precision):
+    """Each preprocessing kind (caffe's mean subtraction among them) under each mixed policy
+    gives the float32 features, up to the reduced precision."""
+    name = f"tiny{kind.replace('_', '')}"
+    spec = backbones.Backbone(
+        name, "tests", 32, 16, kind, 8, factory=_tiny,
+        scale_offset=((0.02, 0.01, 0.03), (-1.0, -0.5, 0.0)) if kind == "scale_offset" else (),
+    )  # fmt: skip
+    monkeypatch.setitem(backbones._REGISTRY, name, spec)
+    images = np.random.default_rng(5).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    ref = np.asarray(build_model(EmbedderSpec(name, 40, "none", seed=1))(images))
+    got = build_model(EmbedderSpec(name, 40, "none", seed=1, precision=precision))(images)
+    got = np.asarray(got, dtype=np.float32)
+    assert got.shape == ref.shape == (4, 8)
+    cosine = np.sum(got * ref, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cosine.min() >= 0.99
+
+
 @pytest.fixture
 def offline_keras_home(tmp_path, monkeypatch):
     """An empty KERAS_HOME, and any download Keras would start fails at once (no network)."""

@@ -68,7 +68,10 @@ def _caffe_layer_class():
         """RGB to BGR and ImageNet mean subtraction, as keras.applications' caffe mode."""
 
         def call(self, x):
-            return keras.ops.flip(x, axis=-1) - keras.ops.convert_to_tensor(_CAFFE_MEAN_BGR)
+            # The mean in x's dtype: under a mixed policy x is float16/bfloat16, and a float32
+            # constant would make the subtraction fail.
+            mean = keras.ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=x.dtype)
+            return keras.ops.flip(x, axis=-1) - mean
 
     return CaffePreprocess
 

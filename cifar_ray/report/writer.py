@@ -8,10 +8,10 @@ import json
 import time
 
 from cifar_ray.embed import fingerprint
-from cifar_ray.errors import UserError
+from cifar_ray.errors import UserError, first_line
 from cifar_ray.report import groups, plots
 from cifar_ray.store import locations, samples
-from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.features import FeatureStore, corrupt
 from cifar_ray.store.layout import DEFAULT_DATASET, SAMPLES, Layout, backbone_of
 from cifar_ray.store.locations import Location
 from cifar_ray.train.results import HEAD, SPLITS, models_of
@@ -19,6 +19,10 @@ from cifar_ray.train.results import HEAD, SPLITS, models_of
 Block = tuple  # ("h3", text) | ("p", text) | ("table", header, rows) | ("fig", figure name)
 EXTRACTION_ROWS = ("weights", "image_size", "preprocessing", "versions", "images", "seconds",
                    "images_per_s", "actors_replaced")  # fmt: skip
+# What every results.json has (`train.runner`) and the report reads, with its JSON type.
+RESULT_KEYS = {"backbone": str, "fingerprint": str, "dim": int, "classes": list, "sizes": dict,
+               "train_config": dict, "extraction": dict, "models": dict,
+               "embedding_2d": dict}  # fmt: skip
 SECTIONS = {  # HTML id -> heading, in report order
     "accuracy": "Accuracy against the baselines",
     "learning-curves": "Learning curves",
@@ -40,13 +44,37 @@ def collect(loc: Location) -> dict:
         raise UserError(f"{loc.uri}: no trained models; run `cifar-ray train` first")
     results = {}
     for path in found:
-        res = json.loads(locations.get_bytes(loc, path))
+        res = _read_results(loc, path)
         results[res["backbone"]] = res
     return results
 
 
 def _dataset(res: dict) -> str:
     return res.get("dataset", DEFAULT_DATASET)  # results written before datasets: CIFAR-10
+
+
+def _read_results(loc: Location, path: str) -> dict:
+    """One results.json, checked for what the report reads first: a file that is not JSON,
+    or not one backbone's results with at least one model, is one line naming it."""
+    recover = "re-run `cifar-ray train` to rewrite it"
+    raw = locations.get_bytes(loc, path)
+    try:
+        res = json.loads(raw) if raw is not None else None
+    except ValueError as exc:
+        raise corrupt(path, f"not JSON ({first_line(exc, typed=False)})", recover) from None
+    if not isinstance(res, dict):
+        raise corrupt(path, f"expected a JSON object, got {type(res).__name__}", recover)
+    missing = [k for k, t in RESULT_KEYS.items() if not isinstance(res.get(k), t)]
+    if missing:
+        raise corrupt(path, f"missing or wrong type: {', '.join(missing)}", recover)
+    try:
+        models = models_of(res)
+        scores = [m.test_accuracy for m in models.values()]
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise corrupt(path, f"a model record lacks {first_line(exc)}", recover) from None
+    if not models or not all(isinstance(a, int | float) for a in scores):
+        raise corrupt(path, "no model with a test accuracy", recover)
+    return res
 
 
 def comparison(results: dict) -> list[dict]:

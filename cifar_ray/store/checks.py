@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from cifar_ray.errors import UserError
 from cifar_ray.store import locations
 from cifar_ray.store.features import COARSE, META_KEY, FeatureStore
-from cifar_ray.store.layout import MANIFEST, Layout
+from cifar_ray.store.layout import FINGERPRINT, MANIFEST, Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import plan
 
@@ -24,11 +24,18 @@ def stores(loc: Location) -> list[str]:
 
 def check(store: FeatureStore) -> tuple[dict, list[str]]:
     """(counts, problems) for one backbone's store; counts["strays"] lists the files that
-    are not part of the result (see `FeatureStore.strays`)."""
-    manifest = store.read_manifest()
+    are not part of the result (see `FeatureStore.strays`). A corrupt manifest or
+    fingerprint is a problem of the store, reported like any other, not a crash."""
+    try:
+        manifest = store.read_manifest()
+        claimed = store.read_fingerprint()
+    except UserError as exc:
+        return {}, [str(exc)]
     if manifest is None:
         return {}, [f"no {MANIFEST}: extraction never got past planning"]
     fid = manifest["fingerprint"]
+    if claimed is not None and claimed["id"] != fid:  # None: no shard published yet
+        return {}, [f"{FINGERPRINT} names {claimed['id']}, the manifest {fid}"]
     shards = plan(manifest["split_sizes"], manifest["shard_size"])
     problems = [f"{s.key}: {p}" for s in shards if (p := store.problem(s, fid))]
     dims = set()

@@ -17,13 +17,13 @@ import io
 import json
 import logging
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cifar_ray.errors import UserError
+from cifar_ray.errors import UserError, first_line
 from cifar_ray.store import locations
 from cifar_ray.store.layout import (
     DATA_FILE,
@@ -41,6 +41,9 @@ from cifar_ray.store.shards import Shard
 log = logging.getLogger(__name__)
 
 META_KEY = b"cifar_ray"
+# The most images a split can hold (CIFAR-10 and CIFAR-100 alike): a manifest that plans
+# more is corrupt, and planning its shards would not end.
+SPLIT_LIMITS = {"train": 50_000, "test": 10_000}
 
 
 COARSE = "coarse_label"  # CIFAR-100's superclass, beside the fine `label`
@@ -152,17 +155,46 @@ class FeatureStore:
         body = json.dumps(payload, indent=1, sort_keys=True).encode()
         locations.put_atomic(self.loc, f"{self.dir}/{name}", body)
 
-    def read_json(self, name: str) -> dict | None:
-        raw = locations.get_bytes(self.loc, f"{self.dir}/{name}")
-        return None if raw is None else json.loads(raw)
+    def read_json(self, name: str, recover: str = "re-run `cifar-ray extract`") -> dict | None:
+        """One of the store's own files, None when absent. A file that is not a JSON object
+        is a one-line UserError naming it and `recover`, never a traceback."""
+        path = f"{self.dir}/{name}"
+        raw = locations.get_bytes(self.loc, path)
+        if raw is None:
+            return None
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+            raise corrupt(path, f"not JSON ({first_line(exc, typed=False)})", recover) from None
+        if not isinstance(payload, dict):
+            raise corrupt(path, f"expected a JSON object, got {type(payload).__name__}", recover)
+        return payload
 
     def read_manifest(self) -> dict | None:
-        """The manifest (see `store.manifest`), None before extraction planned this store."""
-        return self.read_json(MANIFEST)
+        """The manifest (see `store.manifest`), None before extraction planned this store;
+        one of the wrong shape (it would crash or never end planning) is a UserError."""
+        recover = "re-run `cifar-ray extract` (it rewrites the manifest)"
+        manifest = self.read_json(MANIFEST, recover)
+        if manifest is not None:
+            problem = manifest_problem(manifest)
+            if problem:
+                raise corrupt(f"{self.dir}/{MANIFEST}", problem, recover)
+        return manifest
 
-    def read_fingerprint(self) -> dict | None:
-        """Everything that determines the feature values, with its "id"; None when unclaimed."""
-        return self.read_json(FINGERPRINT)
+    def read_fingerprint(self, replacing: bool = False) -> dict | None:
+        """Everything that determines the feature values, with its "id"; None when unclaimed.
+        A corrupt one is a UserError, unless `replacing` (--overwrite): then it reads as {},
+        which matches no settings, so the store is replaced rather than blocked."""
+        recover = "use --overwrite to replace this store"
+        try:
+            found = self.read_json(FINGERPRINT, recover)
+            if found is not None and not isinstance(found.get("id"), str):
+                raise corrupt(f"{self.dir}/{FINGERPRINT}", 'no string "id"', recover)
+        except UserError:
+            if replacing:
+                return {}
+            raise
+        return found
 
     def write_fingerprint(self, fingerprint_id: str, fields: dict) -> None:
         """Claims the store for these settings: written with the first published shard."""
@@ -170,11 +202,14 @@ class FeatureStore:
 
     # --- reading and checking ------------------------------------------------------------
     def record(self, shard: Shard) -> ShardRecord | None:
+        """The shard's record; None when absent or not a record (an invalid shard, to be
+        recomputed): undecodable, missing fields, or a field of the wrong type."""
         raw = locations.get_bytes(self.loc, self.record_path(shard))
         try:
-            return ShardRecord(**json.loads(raw)) if raw else None
+            record = ShardRecord(**json.loads(raw)) if raw else None
         except (ValueError, TypeError):
             return None
+        return record if record is None or _well_typed(record) else None
 
     def problem(self, shard: Shard, fingerprint: str) -> str | None:
         """Why a shard is not a valid result (None when it is)."""
@@ -283,6 +318,43 @@ def encode(
         write_statistics=False,
     )  # fmt: skip
     return sink.getvalue()
+
+
+_TYPES = {"str": str, "int": int, "float": (int, float)}
+
+
+def _well_typed(record: ShardRecord) -> bool:
+    """Every field of the type its annotation names (JSON may hold anything)."""
+    return all(
+        isinstance(getattr(record, f.name), _TYPES[f.type])
+        and not isinstance(getattr(record, f.name), bool)
+        for f in fields(record)
+    )
+
+
+def corrupt(path: str, problem: str, recover: str) -> UserError:
+    """The one-line error for a store or result file that cannot be used as it is."""
+    return UserError(f"{path}: corrupt, {problem}; {recover}")
+
+
+def manifest_problem(manifest: dict) -> str | None:
+    """What makes a manifest unusable for planning (None when it is fine)."""
+    sizes, shard_size = manifest.get("split_sizes"), manifest.get("shard_size")
+    if not isinstance(manifest.get("fingerprint"), str):
+        return 'no string "fingerprint"'
+    if not isinstance(manifest.get("classes"), list):
+        return 'no "classes" list'
+    if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size <= 0:
+        return f"shard_size must be a positive integer, got {shard_size!r}"
+    if not isinstance(sizes, dict) or not sizes:
+        return f"split_sizes must name the splits, got {sizes!r}"
+    for split, n in sizes.items():
+        limit = SPLIT_LIMITS.get(split)
+        if limit is None:
+            return f"split_sizes names an unknown split {split!r}"
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 < n <= limit:
+            return f"split_sizes[{split!r}] must be 1..{limit}, got {n!r}"
+    return None
 
 
 def _names_own_file(record: ShardRecord, shard: Shard) -> bool:

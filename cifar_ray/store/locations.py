@@ -39,7 +39,12 @@ class Location:
     def _resolved(self) -> tuple[pafs.FileSystem, str]:
         if self.is_local:
             path = self.uri.removeprefix("file://")
+            if not path.strip():  # "" or file:// alone would mean the current folder
+                raise UserError(f"--out {self.uri!r}: no path; give a folder")
             return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+        scheme, _, rest = self.uri.partition("://")
+        if not rest.strip("/"):  # pyarrow's answer is a traceback about a leading separator
+            raise UserError(f"--out {self.uri}: no bucket or root; give {scheme}://BUCKET/PATH")
         try:
             fs, root = pafs.FileSystem.from_uri(self.uri)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError or ValueError here

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from cifar_ray.errors import UserError
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import MANIFEST
 from cifar_ray.store.shards import plan
@@ -48,5 +49,8 @@ def _throughput(store: FeatureStore, last_run: dict | None) -> dict:
     """The last run that embedded anything: a resumed run with nothing to do keeps it."""
     if last_run and last_run.get("images"):
         return {k: last_run[k] for k in THROUGHPUT_KEYS}
-    previous = store.read_manifest() or {}
+    try:
+        previous = store.read_manifest() or {}
+    except UserError:  # a corrupt manifest is what this write replaces
+        return {}
     return previous.get("throughput", {})

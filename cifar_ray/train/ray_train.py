@@ -98,14 +98,22 @@ def _train_loop(config: dict) -> None:
     from cifar_ray.embed.tfsetup import configure_tensorflow
 
     configure_tensorflow()  # before Keras imports TensorFlow: memory growth, not the whole GPU
-    import keras
     import ray
-    import ray.train
 
     cfg = TrainConfig(**config["cfg"])
-    loc = Location(cfg.out)
     data = (*ray.get(config["fit"]), *ray.get(config["val"]))
-    work = Path(tempfile.mkdtemp(prefix="cifar-ray-head-"))
+    # The best weights and the saved head stage here: removed however the loop ends, so no
+    # run leaves tens of MB behind in the temporary folder.
+    with tempfile.TemporaryDirectory(prefix="cifar-ray-head-") as tmp:
+        _fit_head(cfg, config, data, Path(tmp))
+
+
+def _fit_head(cfg: TrainConfig, config: dict, data: tuple, work: Path) -> None:
+    """The loop's body, with `work` a folder of its own that the caller removes."""
+    import keras
+    import ray.train
+
+    loc = Location(cfg.out)
     best = work / "best.weights.h5"
     model = head.build(data[0].shape[1], config["n_classes"], cfg.hidden, cfg.dropout,
                        cfg.learning_rate, cfg.seed, x_fit=data[0])  # fmt: skip
@@ -121,7 +129,7 @@ def _train_loop(config: dict) -> None:
                 _copy(Path(folder) / "best.weights.h5", best)
 
     def on_epoch(state: head.LoopState, improved: bool) -> None:
-        if improved:
+        if improved or not best.exists():  # a NaN loss never improves: keep the first epoch
             model.save_weights(best)
         with tempfile.TemporaryDirectory() as folder:
             model.save(Path(folder) / "model.keras")

@@ -1,0 +1,82 @@
+"""`cifar-ray train` at its edges, through the real command on a small store made without
+Ray: what it leaves in the temporary folder, a loss that is NaN from the first epoch."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.locations import Location
+from cifar_ray.store.manifest import Manifest
+from cifar_ray.store.shards import plan
+from tests.conftest import run_cli
+
+SIZES = {"train": 200, "test": 50}
+FID = "f1"
+
+
+def _store(out: Path) -> None:
+    """A whole 8-dim store whose features tell the classes apart."""
+    store = FeatureStore(Location(str(out)), "toy")
+    rng = np.random.default_rng(0)
+    for shard in plan(SIZES, 100):
+        labels = np.arange(shard.start, shard.stop) % 10
+        feats = np.eye(10, 8, dtype=np.float32)[labels] + rng.normal(0, 0.1, (shard.rows, 8))
+        store.publish(shard, labels, feats.astype(np.float32), {"fingerprint": FID})
+    store.write_fingerprint(FID, {"backbone": "toy"})
+    Manifest("toy", FID, list("abcdefghij"), SIZES, None, 100).write(store)
+
+
+def _train(out: Path, tmp: Path, *extra: str):
+    """The real command, its temporary folder `tmp`; Ray's own files go to a short path of
+    their own (its socket paths have a length limit), removed afterwards."""
+    ray_tmp = tempfile.mkdtemp(prefix="crt-", dir="/tmp")
+    env = {"TMPDIR": str(tmp), "RAY_TMPDIR": ray_tmp}
+    try:
+        return run_cli("train", "--local", "--out", out, "--backbone", "toy", "--epochs", "2",
+                       "--no-baselines", "--no-pixel-baselines", *extra, env=env)  # fmt: skip
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.ray
+def test_train_leaves_nothing_in_the_temporary_folder(tmp_path):
+    _store(tmp_path / "out")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    result = _train(tmp_path / "out", tmp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "models" / "toy" / "head.keras").is_file()
+    assert list(tmp.iterdir()) == []  # no cifar-ray-head-* (tens of MB each) left behind
+
+
+@pytest.mark.parametrize("rate", ["nan", "0", "-0.1", "inf"])
+def test_a_learning_rate_that_cannot_train_is_one_line(tmp_path, rate):
+    _store(tmp_path / "out")
+    result = run_cli("train", "--local", "--out", tmp_path / "out", "--learning-rate", rate)
+    assert result.returncode == 2
+    err = result.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err[-3000:]
+    assert "--learning-rate must be finite and > 0" in err
+    assert not (tmp_path / "out" / "models").exists()
+
+
+@pytest.mark.ray
+def test_a_loss_that_is_nan_from_the_first_epoch_still_saves_a_head(tmp_path):
+    """No epoch improves on a NaN loss: the first epoch's weights are the best ones kept.
+    A learning rate of 1e38 overflows the weights in the first steps."""
+    _store(tmp_path / "out")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    result = _train(tmp_path / "out", tmp, "--learning-rate", "1e38")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "models" / "toy" / "head.keras").is_file()
+    results = json.loads((tmp_path / "out" / "models" / "toy" / "results.json").read_text())
+    assert math.isnan(results["models"]["dense_head"]["history"]["val_loss"][0])
