@@ -40,14 +40,21 @@ class ShardWorker:
     def info(self) -> dict:
         return {"digest": self.embedder.digest, "dim": self.embedder.dim, "node_id": self.node_id}
 
-    def process(self, shard: Shard, images: np.ndarray, labels: np.ndarray) -> ShardRecord:
-        """Safe to call from two threads: one shard embeds while the last one is written."""
+    def process(self, shard: Shard, images: np.ndarray, labels: np.ndarray,
+                metadata: dict | None = None) -> ShardRecord:  # fmt: skip
+        """Safe to call from two threads: one shard embeds while the last one is written.
+        `metadata`: the plan's, for an actor started before the dataset was read (it was
+        built with the backbone and weights part alone, which it checked)."""
         _test_hooks(shard)
+        if metadata is not None:
+            if metadata["weights"] != self.metadata["weights"]:  # what it checked at start
+                check_weights(self.embedder.spec, metadata["weights"], self.node_id)
+            metadata = {**metadata, "weights_digest": self.embedder.digest}
         with self._device:
             started = time.perf_counter()
             features = self.embedder(images)
         return self.store.publish(
-            shard, labels, features, self.metadata,
+            shard, labels, features, metadata or self.metadata,
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
             worker_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         )  # fmt: skip
