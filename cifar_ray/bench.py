@@ -298,6 +298,7 @@ def run_whole_job(cfg: BenchConfig) -> dict:
     job took less time than the bare script."""
     if not BARE_SCRIPT.is_file():
         raise UserError(f"--whole-job needs the repository's {BARE_SCRIPT.relative_to(REPO)}")
+    archive = _archive(cfg.data_dir)
     sizes = {k: len(v) for k, v in cifar.load(cfg.data_dir).splits.items()}
     limit, n = per_split_limit(sizes, cfg.images)
     xcfg = _extract_config(cfg, "")
@@ -307,7 +308,7 @@ def run_whole_job(cfg: BenchConfig) -> dict:
     bare, pipeline = [], []
     with tempfile.TemporaryDirectory(prefix="cifar-ray-bench-") as tmp:
         for i in range(cfg.rounds):  # in turns: a busy spell hits both sides alike
-            bare.append(_time_bare(cfg, spec, limit, f"{tmp}/bare-{i}", env))
+            bare.append(_time_bare(cfg, spec, archive, limit, f"{tmp}/bare-{i}", env))
             pipeline.append(_time_extract(cfg, spec, limit, f"{tmp}/job-{i}", env))
             shutil.rmtree(f"{tmp}/bare-{i}", ignore_errors=True)
             shutil.rmtree(f"{tmp}/job-{i}", ignore_errors=True)
@@ -353,9 +354,18 @@ def per_split_limit(sizes: dict[str, int], images: int) -> tuple[int | None, int
     return low, total(low)
 
 
-def _time_bare(cfg: BenchConfig, spec: EmbedderSpec, limit: int | None, out: str,
+def _archive(data_dir: str | None) -> str:
+    """The archive file both sides read (the bare script reads archives only)."""
+    path = Path(data_dir or "").expanduser()
+    for candidate in (path, path / "cifar-10-python.tar.gz"):
+        if data_dir and candidate.is_file():
+            return str(candidate)
+    raise UserError("--whole-job needs --data-dir: the archive, or a folder that holds it")
+
+
+def _time_bare(cfg: BenchConfig, spec: EmbedderSpec, archive: str, limit: int | None, out: str,
                env: dict) -> dict:  # fmt: skip
-    args = [str(cfg.data_dir), out, spec.backbone if ":" in spec.backbone else _keras_name(spec),
+    args = [archive, out, spec.backbone if ":" in spec.backbone else _keras_name(spec),
             str(spec.image_size), str(limit or 0), str(cfg.batch_size), str(cfg.shard_size),
             cfg.precision, "1" if cfg.xla else "0"]  # fmt: skip
     started, (code, stdout, stderr, peak) = time.time(), _timed([sys.executable, str(BARE_SCRIPT),
