@@ -238,6 +238,13 @@ def bench(
     rounds: Annotated[
         int, typer.Option(help="Runs of each side; the best counts, as load comes and goes.")
     ] = B.rounds,
+    whole_job: Annotated[
+        bool,
+        typer.Option(
+            help="Time the whole `extract --local` command against a bare script "
+            "(benchmarks/bare.py), start-up and archive reading included."
+        ),
+    ] = B.whole_job,
 ) -> None:
     """Measure extraction against a plain Keras predict; prints one JSON line."""
     from cifar_ray import bench as bench_mod
@@ -247,7 +254,7 @@ def bench(
             data_dir=data_dir, dataset=dataset, backbone=backbone, image_size=image_size,
             images=images,
             batch_size=batch_size, shard_size=shard_size, actors=actors, precision=precision,
-            xla=xla, rounds=rounds,
+            xla=xla, rounds=rounds, whole_job=whole_job,
         )
     )  # fmt: skip
 

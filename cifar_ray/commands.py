@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 
 from cifar_ray import progress
@@ -17,23 +18,55 @@ log = logging.getLogger(__name__)
 
 
 def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bool) -> list:
-    """One plan per backbone, all validated before Ray starts; then extract each in turn."""
+    """One plan per backbone, all validated before anything is written; then extract each in
+    turn. Ray and the first backbone's actors start while the archive is read: the actors'
+    TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
     names = _each_once(backbone_names(cfg.backbone))
     _check_overrides(cfg)
-    dataset = cifar.load(cfg.data_dir, cfg.limit, cfg.dataset)  # read once for every backbone
-    plans = [job.prepare(cfg_for(cfg, name), dataset) for name in names]
+    cfgs = [cfg_for(cfg, name) for name in names]
+    for one in cfgs:
+        job.embedder_spec(one)  # unknown backbones, sizes, weights paths: before Ray starts
+    first = next((one for one in cfgs if not _looks_done(one)), None)
+    if first is None or cfg.data_dir is None:  # a finished store, or a download: as before
+        return _extract(
+            cfgs, cifar.load(cfg.data_dir, cfg.limit, cfg.dataset), local, address, verbose
+        )
+    reading = _InBackground(cifar.load, cfg.data_dir, cfg.limit, cfg.dataset)
+    with ray_session(local, address, verbose):
+        from cifar_ray.cluster import check_out_is_shared
+
+        check_out_is_shared(cfg.out)
+        launched = job.launch(first)
+        try:
+            dataset = reading.result()  # archive errors first, with nothing written
+        except BaseException:
+            launched.shutdown()
+            raise
+        return _extract(cfgs, dataset, local, address, verbose, launched={first.backbone: launched})
+
+
+def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, address: str | None,
+             verbose: bool, launched: dict | None = None) -> list:  # fmt: skip
+    launched = dict(launched or {})
+    try:
+        plans = [job.prepare(one, dataset) for one in cfgs]
+    except BaseException:
+        for pool in launched.values():
+            pool.shutdown()
+        raise
     summaries = []
     if any(p.todo for p in plans):
-        with ray_session(local, address, verbose):
+        with ray_session(local, address, verbose):  # already open when actors were launched
             from cifar_ray.cluster import check_out_is_shared
             from cifar_ray.extract.distributor import ShardPixels
 
-            check_out_is_shared(cfg.out)
+            check_out_is_shared(cfgs[0].out)
 
             pixels = ShardPixels(dataset, keep=sum(bool(p.todo) for p in plans) > 1)
-            summaries = [_extract_one(p, pixels) for p in plans]
+            summaries = [_extract_one(p, pixels, launched.pop(p.cfg.backbone, None))
+                         for p in plans]  # fmt: skip
     else:
-        summaries = [job.execute(p) for p in plans]
+        summaries = [job.execute(p, launched=launched.pop(p.cfg.backbone, None)) for p in plans]
     _print_summary(summaries)
     failed = {f"{s.backbone}/{k}": v for s in summaries for k, v in s.failed.items()}
     if failed:
@@ -54,6 +87,45 @@ def _each_once(names: list[str]) -> list[str]:
     return list(first.values())
 
 
+def _looks_done(cfg: ExtractConfig) -> bool:
+    """A store whose manifest says it is complete most likely has nothing to do: do not start
+    Ray for it ahead of the plan (the plan decides; a wrong guess only costs the overlap)."""
+    from cifar_ray.embed import backbones
+    from cifar_ray.store.features import FeatureStore
+    from cifar_ray.store.layout import store_name
+
+    if cfg.overwrite:
+        return False
+    try:
+        name = store_name(backbones.get(cfg.backbone).name, cfg.dataset)
+        manifest = FeatureStore(Location(cfg.out), name).read_manifest()
+    except Exception:  # unreadable storage: the plan says so, in one line
+        return False
+    return bool(manifest and manifest.get("complete"))
+
+
+class _InBackground:
+    """A call run in a thread; `result()` returns its value or raises what it raised. Reading
+    the archive is mostly zlib and hashing, which release the GIL, so it overlaps well."""
+
+    def __init__(self, func, *args):
+        self._value, self._error = None, None
+        self._thread = threading.Thread(target=self._run, args=(func, *args), daemon=True)
+        self._thread.start()
+
+    def _run(self, func, *args) -> None:
+        try:
+            self._value = func(*args)
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
     """One backbone's config, with its own image size where `name=N` gave one."""
     from cifar_ray.embed import backbones
@@ -71,7 +143,7 @@ def _check_overrides(cfg: ExtractConfig) -> None:
         backbones.get(name)
 
 
-def _extract_one(p: job.ExtractionPlan, pixels) -> job.ExtractionSummary:
+def _extract_one(p: job.ExtractionPlan, pixels, launched=None) -> job.ExtractionSummary:
     if p.temporaries_removed:
         log.warning("removed %d stale temporary files", p.temporaries_removed)
     if p.skipped:
@@ -80,7 +152,8 @@ def _extract_one(p: job.ExtractionPlan, pixels) -> job.ExtractionSummary:
         )
     total = sum(s.rows for s in p.todo)
     with progress.image_bar(f"embed {p.backbone.name}", total) as advance:
-        return job.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels)
+        return job.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels,
+                           launched=launched)  # fmt: skip
 
 
 def _print_summary(summaries: list[job.ExtractionSummary]) -> None:

@@ -132,6 +132,7 @@ class BenchConfig:
     xla: bool = ExtractConfig.xla
     seed: int = ExtractConfig.seed
     rounds: int = 2  # each side runs this many times; the best counts (load on a shared box)
+    whole_job: bool = False  # `cifar-ray extract --local` against benchmarks/bare.py, start to end
 
     def __post_init__(self) -> None:
         check_dataset(self.dataset)

@@ -50,3 +50,34 @@ def test_bench_refuses_zero_rounds_in_one_line(cifar_archive):
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert result.returncode == 2 and len(lines) == 1 and "--rounds" in lines[0], result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_whole_job_bench_times_the_command_against_the_bare_script(cifar_archive):
+    result = run_cli("bench", "--whole-job", "--data-dir", cifar_archive,
+                     "--backbone", "tests.custom_backbone:small_cnn", "--image-size", "32",
+                     "--images", "96", "--shard-size", "32", "--rounds", "1")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["mode"] == "whole_job" and line["images"] == 96
+    assert line["ratio"] == pytest.approx(line["bare_s"] / line["pipeline_s"], rel=0.01)
+    assert len(line["pipeline_rounds_s"]) == len(line["bare_rounds_s"]) == 1
+    assert 0 < line["first_shard_s"] < line["pipeline_s"]
+    assert 0 < line["bare_first_batch_s"] <= line["bare_first_file_s"] < line["bare_s"]
+    assert line["peak_pss_mb"] > 100 and line["bare_peak_pss_mb"] > 100
+    assert line["steady_images_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("sizes", "images", "expected"),
+    [
+        ({"train": 5000, "test": 1000}, 3000, (2000, 3000)),
+        ({"train": 5000, "test": 1000}, 6000, (None, 6000)),
+        ({"train": 5000, "test": 1000}, 99999, (None, 6000)),
+        ({"train": 60, "test": 60}, 96, (48, 96)),
+        ({"train": 60, "test": 60}, 97, (48, 96)),
+    ],
+)
+def test_whole_job_images_become_the_per_split_limit_extract_takes(sizes, images, expected):
+    from cifar_ray.bench import per_split_limit
+
+    assert per_split_limit(sizes, images) == expected

@@ -69,11 +69,17 @@ def _work_nodes(resource: str) -> list[str]:
 class RayBackend:
     """The scheduler's view of a Ray cluster (see `scheduler.Backend`)."""
 
-    def __init__(self, spec: EmbedderSpec, loc: Location, metadata: dict, pixels: ShardPixels,
-                 requested: int | None, gpus_per_actor: float, in_flight: int):  # fmt: skip
-        self.spec, self.loc, self.metadata, self.pixels = spec, loc, metadata, pixels
+    def __init__(self, spec: EmbedderSpec, loc: Location, startup: dict, requested: int | None,
+                 gpus_per_actor: float, in_flight: int):  # fmt: skip
+        self.spec, self.loc, self.startup = spec, loc, startup
         self.requested, self.gpus_per_actor, self.in_flight = requested, gpus_per_actor, in_flight
         self.worker = ray.remote(_RayShardWorker)
+        self.pixels: ShardPixels | None = None
+        self._metadata = None  # the plan's file metadata, in the object store once
+
+    def set_work(self, metadata: dict, pixels: ShardPixels) -> None:
+        """What shards need, known once the dataset is read (the actors may be up already)."""
+        self.pixels, self._metadata = pixels, ray.put(metadata)
 
     def shape(self) -> PoolShape:
         return pool_shape(self.requested, self.gpus_per_actor)
@@ -88,11 +94,13 @@ class RayBackend:
         actor = self.worker.options(
             num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0, max_task_retries=0,
             max_concurrency=self.in_flight, scheduling_strategy=where,
-        ).remote(spec, self.loc, self.metadata)  # fmt: skip
+        ).remote(spec, self.loc, self.startup)  # fmt: skip
         return actor, actor.info.remote()
 
     def submit(self, actor, shard: Shard):
-        return actor.process.remote(shard, *self.pixels.get(shard))
+        images, labels, *coarse = self.pixels.get(shard)  # coarse: CIFAR-100's superclasses
+        coarse_ref = coarse[0] if coarse else None
+        return actor.process.remote(shard, images, labels, coarse_ref, self._metadata)
 
     def wait(self, tickets: list, timeout: float) -> list:
         if not tickets:
@@ -127,6 +135,45 @@ class Outcome:
     actors: list[dict] = field(default_factory=list)  # each actor that came up: node, GPUs
 
 
+@dataclass
+class Launch:
+    """A pool started before its plan: its actors import TensorFlow and build the model while
+    the driver reads the dataset. `startup` is what an actor checks itself against (the
+    backbone's name and weights identity); the plan's metadata follows with the shards."""
+
+    backend: RayBackend
+    pool: ElasticPool
+    requested: bool
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def startup(self) -> dict:
+        return self.backend.startup
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()
+        if self.requested:
+            _request_bundles([])  # the request persists until replaced: give it back
+
+
+def launch(spec: EmbedderSpec, loc: Location, startup: dict, *, actors: int | None,
+           gpus_per_actor: float, in_flight: int) -> Launch:  # fmt: skip
+    """Ask for the actors now; their start-up errors surface when the pool is polled."""
+    backend = RayBackend(spec, loc, startup, actors, gpus_per_actor, in_flight)
+    requested = request_actors(actors, gpus_per_actor)
+    try:
+        return Launch(backend, ElasticPool(backend), requested)
+    except BaseException:
+        if requested:
+            _request_bundles([])
+        raise
+
+
+def startup_metadata(metadata: dict) -> dict:
+    """The part of a plan's metadata an actor needs to start: no dataset in it."""
+    return {k: metadata[k] for k in ("backbone", "weights", "store")}
+
+
 def run(
     dataset: Dataset,
     todo: list[Shard],
@@ -140,25 +187,28 @@ def run(
     max_retries: int,
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,
+    launched: Launch | None = None,
 ) -> Outcome:
     """Embed and publish every shard in `todo`; a shard fails only after `max_retries` retries,
-    or at once, named, when no actor can start."""
+    or at once, named, when no actor can start. `launched`: a pool started earlier for this
+    spec (it is shut down here either way)."""
     started = time.monotonic()
-    backend = RayBackend(spec, loc, metadata, pixels or ShardPixels(dataset), actors,
-                         gpus_per_actor, in_flight)  # fmt: skip
-    requested = request_actors(actors, gpus_per_actor)
-    pool = None
+    if launched is not None and launched.startup != startup_metadata(metadata):
+        launched.shutdown()  # started for other settings: never mix
+        launched = None
     try:
-        pool = ElasticPool(backend)
-        scheduler = Scheduler(pool, backend, in_flight=in_flight, max_retries=max_retries,
-                              on_shard=on_shard)  # fmt: skip
+        if launched is None:
+            launched = launch(spec, loc, startup_metadata(metadata), actors=actors,
+                              gpus_per_actor=gpus_per_actor, in_flight=in_flight)  # fmt: skip
+        launched.backend.set_work(metadata, pixels or ShardPixels(dataset))
+        pool = launched.pool
+        scheduler = Scheduler(pool, launched.backend, in_flight=in_flight,
+                              max_retries=max_retries, on_shard=on_shard)  # fmt: skip
         results = scheduler.run(todo)
     finally:
-        if pool:
-            pool.shutdown()
-        if requested:
-            _request_bundles([])  # the request persists until replaced: give it back
-    at = lambda t: None if t is None else t - started  # noqa: E731
+        if launched is not None:
+            launched.shutdown()
+    at = lambda t: None if t is None else max(0.0, t - started)  # noqa: E731
     return Outcome(
         records=results.records, failed=results.failed, seconds=time.monotonic() - started,
         first_shard_s=at(results.first_shard_at), pool_ready_s=at(pool.first_ready_at) or 0.0,

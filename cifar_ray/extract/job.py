@@ -23,6 +23,7 @@ from cifar_ray.store.manifest import Manifest
 from cifar_ray.store.shards import Shard, plan
 
 if TYPE_CHECKING:  # distributor imports Ray: only when there is work for it
+    from cifar_ray.extract import distributor
     from cifar_ray.extract.distributor import ShardPixels
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,11 @@ class ExtractionPlan:
 
 
 def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> ExtractionPlan:
-    """Everything that can fail on user input fails here, before anything is written."""
-    backbone = backbones.get(cfg.backbone)
-    size = backbones.check_image_size(backbone, cfg.image_size)
-    if cfg.weights not in ("imagenet", "none") or backbone.factory is not None:
-        _check_model(cfg, size)
+    """Everything that can fail on user input fails here, before anything is written; what
+    only building the model can tell (a weights file that does not fit, a factory whose model
+    is wrong) fails in the first actor, which also writes nothing (see `execute`)."""
+    backbone, spec = embedder_spec(cfg)
+    size = spec.image_size
     loc = Location(cfg.out)
     dataset = dataset or cifar.load(cfg.data_dir, cfg.limit, cfg.dataset)
     store = FeatureStore(loc, store_name(backbone.name, dataset.name))
@@ -83,7 +84,7 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     )  # fmt: skip
     fields, fid = _check_fingerprint(store, fields, cfg.overwrite)
     n = sum(sizes.values())
-    locations.check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
+    _check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
     removed = locations.remove_temporaries(loc, store.dir)
     shards = plan(sizes, cfg.shard_size)
     strays = store.remove_strays(shards)  # no attempt runs yet: losers of earlier runs go
@@ -91,26 +92,58 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
         log.warning("removed %d stray files (uncommitted attempts, shards outside the plan)",
                     len(strays))  # fmt: skip
     todo = [s for s in shards if _needs_work(store, s, fid)]
-    spec = EmbedderSpec(
-        backbone.name if ":" not in cfg.backbone else cfg.backbone, size, cfg.weights, cfg.seed,
-        cfg.batch_size, precision=cfg.precision, xla=cfg.xla,
-    )  # fmt: skip
     return ExtractionPlan(
         cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed, len(strays)
     )
 
 
-def _check_model(cfg: ExtractConfig, size: int) -> None:
-    """Build once in the driver: a weights file that does not fit, or a user's factory whose
-    model is wrong, fails here before anything is written, not in every actor."""
+def embedder_spec(cfg: ExtractConfig) -> tuple[backbones.Backbone, EmbedderSpec]:
+    """The backbone and what an actor builds: no dataset, no TensorFlow needed. The model
+    itself is not built here (importing TensorFlow and building it cost the driver 7 s before
+    Ray could start); the first actor's build is the check."""
+    backbone = backbones.get(cfg.backbone)
+    size = backbones.check_image_size(backbone, cfg.image_size)
     weights = weights_cache.resolve(cfg.weights)  # an object-store file: staged on this node
     if cfg.weights not in ("imagenet", "none") and not Path(weights).expanduser().is_file():
         raise UserError(f"--weights {cfg.weights}: no such file (use imagenet, none or a file)")
-    from cifar_ray.embed.embedder import build_model
-    from cifar_ray.embed.tfsetup import configure_tensorflow
+    spec = EmbedderSpec(
+        backbone.name if ":" not in cfg.backbone else cfg.backbone, size, cfg.weights, cfg.seed,
+        cfg.batch_size, precision=cfg.precision, xla=cfg.xla,
+    )  # fmt: skip
+    return backbone, spec
 
-    configure_tensorflow()
-    build_model(EmbedderSpec(cfg.backbone, size, cfg.weights, cfg.seed))
+
+def launch(cfg: ExtractConfig) -> distributor.Launch:
+    """Start the actors for `cfg` inside a Ray session, before the dataset is read: they import
+    TensorFlow and build the model while the driver reads and checks the archive. `execute`
+    takes the pool over (or shuts it down when the plan has nothing to do)."""
+    from cifar_ray.extract import distributor
+
+    backbone, spec = embedder_spec(cfg)
+    weights = fingerprint.weights_identity(cfg.weights, cfg.seed, backbone)
+    startup = {"backbone": backbone.name, "weights": weights,
+               "store": store_name(backbone.name, cfg.dataset)}  # fmt: skip
+    return distributor.launch(
+        spec, Location(cfg.out), startup, actors=cfg.actors,
+        gpus_per_actor=cfg.gpus_per_actor, in_flight=cfg.in_flight,
+    )  # fmt: skip
+
+
+def _check_writable(loc: Location, folder: str, need_bytes: int) -> None:
+    """The probe leaves no folder behind: the model is checked by the first actor, after
+    this, and a job that ends there (a user's factory, a weights file) has written nothing."""
+    made = []
+    if loc.is_local:
+        path = Path(folder)
+        while not path.exists() and path != path.parent:
+            made.append(path)  # deepest first
+            path = path.parent
+    try:
+        locations.check_writable(loc, folder, need_bytes)
+    finally:
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
@@ -170,18 +203,23 @@ def execute(
     p: ExtractionPlan,
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,  # shared between backbones
+    launched: distributor.Launch | None = None,  # actors started for this plan (see launch)
 ) -> ExtractionSummary:
-    """Run the Ray part for the shards still to do, then record the manifest."""
+    """Run the Ray part for the shards still to do, then record the manifest. Nothing is
+    written before an actor is up and has published a shard: an actor that cannot build the
+    model (a user's error) ends the job with the store as it was."""
     started = time.perf_counter()
     outcome = None
+    if not p.todo and launched is not None:
+        launched.shutdown()
     if p.todo:
-        write_manifest(p, None)  # the plan, so `inspect` and `train` can name missing shards
         from cifar_ray.extract import distributor  # Ray is imported only when there is work for it
 
         claimed = []
 
         def published(record: ShardRecord) -> None:
             if not claimed:  # the store is claimed by the first result, not before
+                write_manifest(p, None)  # the plan: `inspect` and `train` name missing shards
                 p.store.write_fingerprint(p.fingerprint_id, p.fingerprint)
                 claimed.append(True)
             on_shard(record)
@@ -191,7 +229,7 @@ def execute(
                 p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
                 actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
                 in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
-                pixels=pixels,
+                pixels=pixels, launched=launched,
             )  # fmt: skip
         except BaseException:  # interrupted or failed: still leave only the result behind
             with contextlib.suppress(Exception):

@@ -42,16 +42,22 @@ class ShardWorker:
 
     def process(
         self, shard: Shard, images: np.ndarray, labels: np.ndarray,
-        coarse: np.ndarray | None = None,
+        coarse: np.ndarray | None = None, metadata: dict | None = None,
     ) -> ShardRecord:  # fmt: skip
         """Safe to call from two threads: one shard embeds while the last one is written.
-        `coarse`: CIFAR-100's superclass labels, stored beside the fine ones."""
+        `coarse`: CIFAR-100's superclass labels, stored beside the fine ones. `metadata`: the
+        plan's, for an actor started before the dataset was read (it was built with the
+        backbone, weights and store part alone, which it checked)."""
         _test_hooks(shard)
+        if metadata is not None:
+            if metadata["weights"] != self.metadata["weights"]:  # what it checked at start
+                check_weights(self.embedder.spec, metadata["weights"], self.node_id)
+            metadata = {**metadata, "weights_digest": self.embedder.digest}
         with self._device:
             started = time.perf_counter()
             features = self.embedder(images)
         return self.store.publish(
-            shard, labels, features, self.metadata, coarse,
+            shard, labels, features, metadata or self.metadata, coarse,
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
             worker_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         )  # fmt: skip
