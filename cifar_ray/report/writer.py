@@ -12,7 +12,7 @@ from cifar_ray.errors import UserError, first_line
 from cifar_ray.report import plots
 from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore, corrupt
-from cifar_ray.store.layout import PREVIEW, SAMPLES, Layout
+from cifar_ray.store.layout import FINGERPRINT, PREVIEW, SAMPLES, Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.train.results import HEAD, SPLITS, models_of
 
@@ -109,7 +109,12 @@ def write(out: str) -> str:
 
 
 def _feature_fingerprint(loc: Location, backbone: str) -> dict:
-    return FeatureStore(loc, backbone).read_fingerprint() or {}
+    """What the report shows of the extraction settings: a corrupt file shows nothing
+    (`inspect` and `extract` name it) rather than stopping the report."""
+    try:
+        return FeatureStore(loc, backbone).read_json(FINGERPRINT) or {}
+    except UserError:
+        return {}
 
 
 def _fmt(value, digits: int | None = 4) -> str:
