@@ -12,7 +12,13 @@ from cifar_ray.errors import UserError, first_line
 from cifar_ray.report import groups, plots
 from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore, corrupt
-from cifar_ray.store.layout import DEFAULT_DATASET, SAMPLES, Layout, backbone_of
+from cifar_ray.store.layout import (
+    DEFAULT_DATASET,
+    FINGERPRINT,
+    SAMPLES,
+    Layout,
+    backbone_of,
+)
 from cifar_ray.store.locations import Location
 from cifar_ray.train.results import HEAD, SPLITS, models_of
 
@@ -119,7 +125,12 @@ def write(out: str) -> str:
 
 
 def _feature_fingerprint(loc: Location, backbone: str) -> dict:
-    return FeatureStore(loc, backbone).read_fingerprint() or {}
+    """What the report shows of the extraction settings: a corrupt file shows nothing
+    (`inspect` and `extract` name it) rather than stopping the report."""
+    try:
+        return FeatureStore(loc, backbone).read_json(FINGERPRINT) or {}
+    except UserError:
+        return {}
 
 
 def _fmt(value, digits: int | None = 4) -> str:

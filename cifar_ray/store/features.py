@@ -342,8 +342,8 @@ def manifest_problem(manifest: dict) -> str | None:
     sizes, shard_size = manifest.get("split_sizes"), manifest.get("shard_size")
     if not isinstance(manifest.get("fingerprint"), str):
         return 'no string "fingerprint"'
-    if not isinstance(manifest.get("classes"), list):
-        return 'no "classes" list'
+    if not isinstance(manifest.get("classes", []), list):  # older manifests may lack it
+        return '"classes" is not a list'
     if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size <= 0:
         return f"shard_size must be a positive integer, got {shard_size!r}"
     if not isinstance(sizes, dict) or not sizes:
