@@ -121,3 +121,20 @@ def test_store_made_before_split_sizes_were_fingerprinted_still_resumes(tmp_path
     assert _tree(tmp_path) == before
     with pytest.raises(UserError, match="split_sizes"):
         job.prepare(ExtractConfig(**{**cfg.__dict__, "limit": 10}))
+
+
+@pytest.mark.ray
+def test_overwrite_replaces_nothing_until_every_backbone_is_checked(tmp_path, cifar_archive):
+    """--overwrite on two backbones whose second cannot be read: the first store stays as it
+    was, byte for byte (it used to be deleted before the second was even looked at)."""
+    out = tmp_path / "out"
+    first = run_cli(*_args(cifar_archive, out, 20))
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _tree(out)
+    (out / "features/mobilenetv2/fingerprint.json").mkdir(parents=True)  # unreadable store
+
+    both = run_cli(*_args(cifar_archive, out, 20, "--overwrite", "--seed", "1",
+                          "--backbone", "inceptionv3,mobilenetv2"))  # fmt: skip
+    assert both.returncode == 1, both.stderr[-3000:]
+    assert "fingerprint.json" in both.stderr and "Traceback" not in both.stderr
+    assert {k: v for k, v in _tree(out).items() if "mobilenetv2" not in k} == before

@@ -148,7 +148,7 @@ def _check_writable(loc: Location, folder: str, need_bytes: int) -> None:
 
 def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
     problem = store.problem(shard, fid)
-    if problem and problem != "missing":
+    if problem and problem not in ("missing", "other fingerprint"):  # that one: --overwrite
         log.warning("shard %s will be recomputed: %s", shard.key, problem)
     return problem is not None
 
@@ -164,9 +164,8 @@ def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tu
     legacy = _legacy(store, existing, fields)
     if legacy:
         return legacy, existing["id"]
-    if overwrite:
-        locations.delete_dir(store.loc, store.dir)
-        return fields, fid
+    if overwrite:  # replaced when this run has published (execute's cleanup), not before:
+        return fields, fid  # a later backbone's error, or an actor that cannot start, keeps it
     differs = sorted(k for k in fields if existing.get(k) != fields[k])
     raise UserError(
         f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
@@ -254,8 +253,11 @@ def execute(
 
 def _clean(p: ExtractionPlan) -> None:
     """After the pool is shut down no attempt runs: the data of attempts that lost a race or
-    never committed goes, so the split folders hold exactly the result's rows."""
+    never committed goes, so the split folders hold exactly the result's rows. Once this run
+    has claimed the store, shards made differently (what --overwrite replaces) go too."""
     locations.remove_temporaries(p.store.loc, p.store.dir)
+    if (p.store.read_fingerprint(replacing=True) or {}).get("id") == p.fingerprint_id:
+        p.store.remove_other_fingerprints(p.shards, p.fingerprint_id)
     p.store.remove_strays(p.shards)
 
 

@@ -256,6 +256,15 @@ class FeatureStore:
                 data.append(path)
         return sorted(records) + sorted(data)  # records first: see remove_strays
 
+    def remove_other_fingerprints(self, shards: list[Shard], fingerprint_id: str) -> int:
+        """Records of shards made differently are not results once the store is this
+        fingerprint's (an --overwrite run replacing an old store); their data files are then
+        strays. Call it only while no attempt runs."""
+        old = [s for s in shards if (r := self.record(s)) and r.fingerprint != fingerprint_id]
+        for shard in old:
+            locations.delete_file(self.loc, self.record_path(shard))
+        return len(old)
+
     def remove_strays(self, shards: list[Shard]) -> list[str]:
         """Delete `strays`. Call it only while no attempt runs: a data file written but not
         yet committed is a stray too. Records go first, so a crash midway never leaves a
