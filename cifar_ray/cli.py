@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from inspect import signature
 from typing import Annotated
 
 import typer
@@ -106,15 +108,22 @@ def extract(
     address: Address = None,
 ) -> None:
     """Embed every image into OUT/features/<backbone>/ (resumes where it stopped)."""
+    options = dict(locals())  # exactly the parameters (first line): `run` passes the same set
+    local, address = options.pop("local"), options.pop("address")
     from cifar_ray import commands
 
-    cfg = _extract_config(
-        image_size, out=out, data_dir=data_dir, dataset=dataset, backbone=backbone,
-        weights=weights, limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed,
-        actors=actors, precision=precision, xla=xla, gpus_per_actor=gpus_per_actor,
-        max_retries=max_retries, overwrite=overwrite,
-    )  # fmt: skip
-    commands.extract(cfg, local=local, address=address, verbose=_state["verbose"])
+    commands.extract(_extract_config(**options), local=local, address=address,
+                     verbose=_state["verbose"])  # fmt: skip
+
+
+def _with_extract_options(command: Callable) -> Callable:
+    """`run` takes every option of `extract`, listed once, in `extract`'s signature, and
+    then its own: Typer reads the combined signature."""
+    own = signature(command, eval_str=True).parameters
+    shared = [p for p in signature(extract, eval_str=True).parameters.values() if p.name not in own]
+    keyword = [p for p in own.values() if p.kind is p.KEYWORD_ONLY]
+    command.__signature__ = signature(extract).replace(parameters=[*shared, *keyword])
+    return command
 
 
 @app.command()
@@ -168,42 +177,23 @@ def report(out: Out = DEFAULT_OUT) -> None:
 
 
 @app.command()
+@_with_extract_options
 def run(
-    out: Out = X.out,
-    data_dir: DataDir = X.data_dir,
-    dataset: DatasetOpt = X.dataset,
-    backbone: Backbone = X.backbone,
-    weights: Weights = X.weights,
-    image_size: ImageSize = None,  # X.image_size and X.image_size_overrides, as one text
-    limit: Limit = X.limit,
-    batch_size: BatchSize = X.batch_size,
-    precision: Precision = X.precision,
-    xla: Xla = X.xla,
-    shard_size: ShardSize = X.shard_size,
-    seed: Seed = X.seed,
-    actors: Actors = X.actors,
-    gpus_per_actor: GpusPerActor = X.gpus_per_actor,
+    *,
     epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = T.epochs,
     pixel_baselines: PixelBaselines = T.pixel_baselines,
     pixel_epochs: PixelEpochs = T.pixel_epochs,
     tsne: Tsne = T.tsne,
-    max_retries: MaxRetries = X.max_retries,
-    overwrite: Overwrite = X.overwrite,
-    local: Local = False,
-    address: Address = None,
+    **extraction,  # every option of `extract` (see _with_extract_options)
 ) -> None:
     """The whole job: extract, train, report."""
     from cifar_ray import commands
 
-    xcfg = _extract_config(
-        image_size, out=out, data_dir=data_dir, dataset=dataset, backbone=backbone,
-        weights=weights, limit=limit, batch_size=batch_size, shard_size=shard_size, seed=seed,
-        actors=actors, precision=precision, xla=xla, gpus_per_actor=gpus_per_actor,
-        max_retries=max_retries, overwrite=overwrite,
-    )  # fmt: skip
+    local, address = extraction.pop("local"), extraction.pop("address")
+    xcfg = _extract_config(**extraction)
     tcfg = TrainConfig(
-        out=out, epochs=epochs, seed=seed, pixel_baselines=pixel_baselines,
-        pixel_epochs=pixel_epochs, data_dir=data_dir, tsne=tsne,
+        out=xcfg.out, epochs=epochs, seed=xcfg.seed, pixel_baselines=pixel_baselines,
+        pixel_epochs=pixel_epochs, data_dir=xcfg.data_dir, tsne=tsne,
     )  # fmt: skip
     commands.run(xcfg, tcfg, local=local, address=address, verbose=_state["verbose"])
 
