@@ -78,5 +78,22 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+RUN_TAG_ENV = "CIFAR_RAY_TEST_RUN_TAG"  # forwarded to Ray's workers: finds every process of a run
+
+
+def tagged_processes(tag: str) -> list:
+    """The live processes of a run started with {RUN_TAG_ENV: tag}: the CLI and all its Ray."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(RUN_TAG_ENV) == tag and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
 def tree_files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else set()

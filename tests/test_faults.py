@@ -15,7 +15,7 @@ import pytest
 
 from cifar_ray.source import cifar
 from cifar_ray.store.locations import TMP_MARK
-from tests.conftest import kill_group, run_cli, start_cli
+from tests.conftest import RUN_TAG_ENV, kill_group, run_cli, start_cli, tagged_processes
 from tests.custom_backbone import SIMULATED_OOM
 
 pytestmark = pytest.mark.ray
@@ -198,20 +198,6 @@ def test_sigterm_stops_ray_and_says_so(tmp_path, cifar_archive):
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "Ray left running"
 
 
-TAG_ENV = "CIFAR_RAY_TEST_RUN_TAG"  # forwarded to Ray's workers: finds every process of a run
-
-
-def _tagged(tag: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(TAG_ENV) == tag and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
 @pytest.mark.parametrize(
     ("factory", "shown"),
     [
@@ -226,10 +212,10 @@ def test_an_actor_that_cannot_start_ends_the_job(tmp_path, cifar_archive, factor
     args = ["extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
             "--backbone", f"tests.custom_backbone:{factory}", "--image-size", "32",
             "--limit", "24", "--shard-size", "12", "--out", out]  # fmt: skip
-    proc = start_cli(*args, env={TAG_ENV: tag})
+    proc = start_cli(*args, env={RUN_TAG_ENV: tag})
     try:
         _, stderr = proc.communicate(timeout=400)  # the bound: it used to run for ever
-        _, left = psutil.wait_procs(_tagged(tag), timeout=30)
+        _, left = psutil.wait_procs(tagged_processes(tag), timeout=30)
     finally:
         kill_group(proc)
     assert proc.returncode == 1, stderr[-3000:]

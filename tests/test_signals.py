@@ -10,22 +10,9 @@ import uuid
 import psutil
 import pytest
 
-from tests.conftest import kill_group, start_cli
+from tests.conftest import RUN_TAG_ENV, kill_group, start_cli, tagged_processes
 
 pytestmark = pytest.mark.ray
-
-TAG_ENV = "CIFAR_RAY_TEST_RUN_TAG"
-
-
-def _run_processes(tag: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(TAG_ENV) == tag and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
 
 
 def _ray_is_starting(proc) -> bool:
@@ -41,7 +28,7 @@ def test_sigterm_while_ray_starts_exits_143_and_leaves_nothing(tmp_path, cifar_a
     tag = uuid.uuid4().hex
     proc = start_cli("extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
                      "--image-size", "75", "--limit", "40", "--out", tmp_path / "out",
-                     env={TAG_ENV: tag})  # fmt: skip
+                     env={RUN_TAG_ENV: tag})  # fmt: skip
     try:
         deadline = time.monotonic() + 240
         while not _ray_is_starting(proc):
@@ -53,5 +40,5 @@ def test_sigterm_while_ray_starts_exits_143_and_leaves_nothing(tmp_path, cifar_a
         kill_group(proc)
     assert proc.returncode == 143, stderr[-2000:]
     assert "terminated" in stderr and "Traceback" not in stderr, stderr[-2000:]
-    _, alive = psutil.wait_procs(_run_processes(tag), timeout=60)
+    _, alive = psutil.wait_procs(tagged_processes(tag), timeout=60)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "Ray left running"

@@ -17,12 +17,11 @@ import pytest
 from cifar_ray.config import ExtractConfig
 from cifar_ray.extract import job
 from cifar_ray.store.features import META_KEY
-from tests.conftest import kill_group, start_cli, tree_files
+from tests.conftest import RUN_TAG_ENV, kill_group, start_cli, tagged_processes, tree_files
 
 pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parents[1]
-TAG_ENV = "CIFAR_RAY_TEST_RUN_TAG"  # forwarded to Ray's workers: finds every process of a run
 
 DRIVER = """
 import json, sys
@@ -83,17 +82,6 @@ def test_a_plan_with_nothing_to_do_shuts_the_launched_pool_down(ray_local, tmp_p
     assert not launched.pool.ready and not launched.pool.starting
 
 
-def _tagged(tag: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(TAG_ENV) == tag and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
 @pytest.mark.parametrize(
     ("case", "backbone", "message"),
     [
@@ -113,10 +101,10 @@ def test_errors_after_the_launch_are_one_line_and_leave_nothing(
     out, tag = tmp_path / "out", uuid.uuid4().hex
     proc = start_cli("extract", "--local", "--data-dir", data, "--weights", "none",
                      "--backbone", backbone, "--image-size", "32", "--out", out,
-                     env={TAG_ENV: tag})  # fmt: skip
+                     env={RUN_TAG_ENV: tag})  # fmt: skip
     try:
         _, stderr = proc.communicate(timeout=400)
-        _, left = psutil.wait_procs(_tagged(tag), timeout=30)
+        _, left = psutil.wait_procs(tagged_processes(tag), timeout=30)
     finally:
         kill_group(proc)
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
