@@ -299,12 +299,11 @@ def run_whole_job(cfg: BenchConfig) -> dict:
     archive = _archive(cfg.data_dir)
     sizes = {k: len(v) for k, v in cifar.load(cfg.data_dir).splits.items()}
     limit, n = per_split_limit(sizes, cfg.images)
-    xcfg = _extract_config(cfg, "")
-    _, spec = job.embedder_spec(xcfg)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
     bare, pipeline = [], []
     with tempfile.TemporaryDirectory(prefix="cifar-ray-bench-") as tmp:
+        _, spec = job.embedder_spec(_extract_config(cfg, tmp))  # what both sides build
         for i in range(cfg.rounds):  # in turns: a busy spell hits both sides alike
             bare.append(_time_bare(cfg, spec, archive, limit, f"{tmp}/bare-{i}", env))
             pipeline.append(_time_extract(cfg, spec, limit, f"{tmp}/job-{i}", env))
