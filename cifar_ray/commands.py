@@ -23,6 +23,7 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
     names = _each_once(backbone_names(cfg.backbone))
     _check_overrides(cfg)
+    Location(cfg.out).check()
     cfgs = [cfg_for(cfg, name) for name in names]
     for one in cfgs:
         job.embedder_spec(one)  # unknown backbones, sizes, weights paths: before Ray starts

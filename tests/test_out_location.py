@@ -45,3 +45,24 @@ def test_uri_without_bucket_or_root_is_refused_in_one_line(tmp_path, synthetic_a
     result = run_cli(*args, cwd=tmp_path)
     _refused(result, f"--out {uri}" if uri != "file://" else "no path")
     assert tree_files(tmp_path) == set()
+
+
+@pytest.mark.parametrize("uri", ["s3://", "file://"])
+def test_a_uri_that_names_nothing_is_refused_before_ray_starts(monkeypatch, synthetic_archive,
+                                                               uri):  # fmt: skip
+    """The user hears at once: no Ray start (seconds) before the one-line refusal."""
+    import ray
+
+    from cifar_ray import commands
+    from cifar_ray.config import ExtractConfig
+    from cifar_ray.errors import UserError
+
+    def started(*args, **kwargs):
+        raise AssertionError("Ray was started for an --out that names nothing")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # a test Ray may be up already
+    monkeypatch.setattr(ray, "init", started)
+    cfg = ExtractConfig(out=uri, data_dir=str(synthetic_archive), weights="none", limit=20,
+                        image_size=75)  # fmt: skip
+    with pytest.raises(UserError, match=r"no bucket or root|no path"):
+        commands.extract(cfg, local=True, address=None, verbose=False)

@@ -35,6 +35,12 @@ class Location:
     def root(self) -> str:
         return self._resolved[1]
 
+    def check(self) -> Location:
+        """A URI that names nothing (`s3://`, `file://`) is refused here, in one line: call it
+        before starting anything slow (Ray) so the user hears at once."""
+        _ = self._resolved
+        return self
+
     @cached_property
     def _resolved(self) -> tuple[pafs.FileSystem, str]:
         if self.is_local:
