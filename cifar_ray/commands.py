@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import threading
 from dataclasses import replace
 
@@ -115,6 +118,7 @@ class _InBackground:
         self._thread.start()
 
     def _run(self, func, *args) -> None:
+        _yield_cpu()
         try:
             self._value = func(*args)
         except BaseException as exc:  # handed to the caller's thread
@@ -125,6 +129,16 @@ class _InBackground:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+def _yield_cpu() -> None:
+    """The archive is read while Ray starts and the first actor imports TensorFlow, and it has
+    slack (read in 2.7 s, wanted after 6 s): a nicer thread gives that critical path the CPU.
+    Near-free 60k extract on 2 cores: 9.42 -> 9.10 s (4 interleaved runs each). Linux only:
+    there a thread id names the thread alone; elsewhere it could name another process."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
