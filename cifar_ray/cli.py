@@ -80,6 +80,14 @@ def main_options(
 _state = {"verbose": False}
 
 
+def _ray_target(local: bool, address: str | None) -> None:
+    """`--local` starts a Ray of its own and `--address` joins one: both at once would
+    silently ignore the address."""
+    if local and address:
+        raise UserError(f"--local starts its own Ray and --address {address} joins one; "
+                        "give one of them")  # fmt: skip
+
+
 def _extract_config(image_size: str | None, **fields) -> ExtractConfig:
     """`--image-size 75,resnet50=224`: a default and per-backbone sizes."""
     default, overrides = parse_image_sizes(image_size)
@@ -110,6 +118,7 @@ def extract(
     """Embed every image into OUT/features/<backbone>/ (resumes where it stopped)."""
     options = dict(locals())  # exactly the parameters (first line): `run` passes the same set
     local, address = options.pop("local"), options.pop("address")
+    _ray_target(local, address)
     from cifar_ray import commands
 
     commands.extract(_extract_config(**options), local=local, address=address,
@@ -157,6 +166,7 @@ def train(
     """Fit the dense head (Ray Train) and baselines on stored features."""
     from cifar_ray import commands
 
+    _ray_target(local, address)
     cfg = TrainConfig(
         out=out, backbone=backbone, epochs=epochs, batch_size=batch_size, hidden=hidden,
         dropout=dropout, learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
@@ -190,6 +200,7 @@ def run(
     from cifar_ray import commands
 
     local, address = extraction.pop("local"), extraction.pop("address")
+    _ray_target(local, address)
     xcfg = _extract_config(**extraction)
     tcfg = TrainConfig(
         out=xcfg.out, epochs=epochs, seed=xcfg.seed, pixel_baselines=pixel_baselines,

@@ -119,6 +119,19 @@ def test_user_error_is_still_one_line_exit_2(monkeypatch, capsys):
     ]
 
 
+@pytest.mark.parametrize("command", ["extract", "train", "run"])
+def test_local_with_an_address_is_one_line_not_a_silent_choice(command, tmp_path, monkeypatch,
+                                                               capsys):  # fmt: skip
+    argv = [command, "--local", "--address", "10.0.0.1:6379", "--out", str(tmp_path / "o")]
+    code, output = _main(argv, monkeypatch, capsys)
+    assert code == 2
+    assert output.strip().splitlines() == [
+        "cifar-ray: error: --local starts its own Ray and --address 10.0.0.1:6379 joins one; "
+        "give one of them"
+    ]
+    assert not (tmp_path / "o").exists()
+
+
 def test_help_and_no_arguments(monkeypatch, capsys):
     code, output = _main(["train", "--help"], monkeypatch, capsys)
     assert code == 0 and "--val-fraction" in output
