@@ -66,9 +66,11 @@ Overwrite = Annotated[bool, typer.Option(help="Replace features made differently
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
 ) -> None:
     """Keeps subcommands as subcommands, and sets logging once for all of them."""
+    _state["command"] = ctx.invoked_subcommand
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from cifar_ray.ray_runtime import quiet
@@ -77,7 +79,14 @@ def main_options(
     _state["verbose"] = verbose > 0
 
 
-_state = {"verbose": False}
+_state = {"verbose": False, "command": None}
+
+# What an interrupted command keeps for the next run, said after "interrupted; ".
+RESUME_HINTS = {
+    "extract": "published shards are kept, re-run to resume",
+    "run": "published shards and training checkpoints are kept, re-run to resume",
+    "train": "training checkpoints are kept, re-run to resume",
+}
 
 
 def _ray_target(local: bool, address: str | None) -> None:
@@ -303,7 +312,8 @@ def main() -> None:
     if _received or code == EXIT_INTERRUPTED:
         terminated = signal.SIGTERM in _received
         what = "terminated" if terminated else "interrupted"
-        print(f"cifar-ray: {what}; published shards are kept, re-run to resume", file=sys.stderr)
+        hint = RESUME_HINTS.get(_state["command"] or "")
+        print(f"cifar-ray: {what}" + (f"; {hint}" if hint else ""), file=sys.stderr)
         code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     sys.exit(code if isinstance(code, int) else 0)
 

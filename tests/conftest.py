@@ -95,5 +95,16 @@ def tagged_processes(tag: str) -> list:
     return found
 
 
+def ray_is_starting(proc: subprocess.Popen) -> bool:
+    """Ray's GCS runs under `proc`: ray.init is under way (or just done), no work started."""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        return any("gcs_server" in " ".join(c.cmdline()) for c in children)
+    except psutil.Error:
+        return False
+
+
 def tree_files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else set()

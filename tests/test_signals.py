@@ -10,18 +10,15 @@ import uuid
 import psutil
 import pytest
 
-from tests.conftest import RUN_TAG_ENV, kill_group, start_cli, tagged_processes
+from tests.conftest import (
+    RUN_TAG_ENV,
+    kill_group,
+    ray_is_starting,
+    start_cli,
+    tagged_processes,
+)
 
 pytestmark = pytest.mark.ray
-
-
-def _ray_is_starting(proc) -> bool:
-    """Ray's GCS runs: ray.init is under way (or just done); the run has no actors yet."""
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-        return any("gcs_server" in " ".join(c.cmdline()) for c in children)
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_sigterm_while_ray_starts_exits_143_and_leaves_nothing(tmp_path, cifar_archive):
@@ -31,7 +28,7 @@ def test_sigterm_while_ray_starts_exits_143_and_leaves_nothing(tmp_path, cifar_a
                      env={RUN_TAG_ENV: tag})  # fmt: skip
     try:
         deadline = time.monotonic() + 240
-        while not _ray_is_starting(proc):
+        while not ray_is_starting(proc):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)

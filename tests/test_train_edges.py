@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
 from cifar_ray.store.manifest import Manifest
 from cifar_ray.store.shards import plan
-from tests.conftest import run_cli
+from tests.conftest import kill_group, ray_is_starting, run_cli, start_cli
 
 SIZES = {"train": 200, "test": 50}
 FID = "f1"
@@ -80,3 +82,23 @@ def test_a_loss_that_is_nan_from_the_first_epoch_still_saves_a_head(tmp_path):
     assert (tmp_path / "out" / "models" / "toy" / "head.keras").is_file()
     results = json.loads((tmp_path / "out" / "models" / "toy" / "results.json").read_text())
     assert math.isnan(results["models"]["dense_head"]["history"]["val_loss"][0])
+
+
+@pytest.mark.ray
+def test_an_interrupted_train_says_what_it_keeps(tmp_path):
+    """Ctrl-C in `train`: exit 130 and the training's own resume hint, not extraction's."""
+    _store(tmp_path / "out")
+    proc = start_cli("train", "--local", "--out", tmp_path / "out", "--backbone", "toy",
+                     "--no-baselines", "--no-pixel-baselines")  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not ray_is_starting(proc):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 130, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last == "cifar-ray: interrupted; training checkpoints are kept, re-run to resume"
