@@ -137,3 +137,23 @@ def test_a_record_may_name_only_its_own_shards_file(tmp_path):
     for bad in (records[1].file, "../../elsewhere.parquet"):
         path.write_text(json.dumps({**json.loads(path.read_text()), "file": bad}))
         assert store.problem(SHARDS[0], "fp1").startswith("record names another shard's file")
+
+
+def test_publishing_to_s3_writes_each_object_once(monkeypatch):
+    """On S3 a shard is one upload of its data and one of its record: no temporary object,
+    no copy, no folder markers (a bucket with versioning keeps every object ever written)."""
+    import boto3
+
+    with moto_server() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+        s3.put_bucket_versioning(Bucket="feats", VersioningConfiguration={"Status": "Enabled"})
+        store = FeatureStore(Location("s3://feats/once"), "toy")
+        labels, x = _features(SHARDS[1], 0.0)
+        record = store.publish(SHARDS[1], labels, x, META)
+        history = s3.list_object_versions(Bucket="feats", Prefix="once/")
+    written = sorted(v["Key"] for v in history.get("Versions", []))
+    assert written == sorted([f"once/features/toy/train/{record.file}",
+                              "once/features/toy/_shards/train-00001.json"])  # fmt: skip
+    assert history.get("DeleteMarkers", []) == []

@@ -74,11 +74,15 @@ def _s3_with_endpoint(endpoint: str) -> pafs.S3FileSystem:
 
 
 def put_atomic(loc: Location, path: str, data: bytes) -> None:
-    """Write under a temporary name, then rename: a reader never sees a partial file.
-
-    On object stores the move is a copy; readers there trust only recorded shards anyway.
-    """
+    """A reader never sees a partial file. On disk: write under a temporary name, then rename.
+    An object store's upload is already all-or-nothing (the object appears when the upload
+    completes), and its "rename" is a copy then a delete: a temporary there would send the
+    bytes twice and cost a folder marker, a copy and a delete per file. One upload instead."""
     fs = loc.fs
+    if not loc.is_local:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        return
     parent, _, name = path.rpartition("/")
     fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
