@@ -18,6 +18,7 @@ from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import plan
 from cifar_ray.train import baselines, head, splits
 from tests.conftest import kill_group, run_cli, start_cli
+from tests.moto_s3 import moto_server
 
 
 def _planted(n: int, dim: int = 32, seed: int = 0):
@@ -163,25 +164,10 @@ def test_run_key_covers_what_decides_the_head_only(tmp_path):
 @pytest.fixture
 def moto_out(monkeypatch):
     """An s3:// output on moto's server in this process, stopped afterwards."""
-    import socket
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    try:
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="runs")
-        yield "s3://runs/out"
-    finally:
-        server.stop()
+    with moto_server() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        yield "s3://feats/out"
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
