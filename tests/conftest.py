@@ -95,7 +95,7 @@ def tagged_processes(tag: str) -> list:
     return found
 
 
-def ray_is_starting(proc: subprocess.Popen) -> bool:
+def _ray_is_starting(proc: subprocess.Popen) -> bool:
     """Ray's GCS runs under `proc`: ray.init is under way (or just done), no work started."""
     import psutil
 
@@ -104,6 +104,22 @@ def ray_is_starting(proc: subprocess.Popen) -> bool:
         return any("gcs_server" in " ".join(c.cmdline()) for c in children)
     except psutil.Error:
         return False
+
+
+def signal_while_ray_starts(proc: subprocess.Popen, signum: int) -> str:
+    """Send `signum` to the CLI once its Ray is starting; its stderr. The CLI's group is
+    killed whatever happens."""
+    import time
+
+    try:
+        deadline = time.monotonic() + 240
+        while not _ray_is_starting(proc):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        return proc.communicate(timeout=120)[1]
+    finally:
+        kill_group(proc)
 
 
 def tree_files(folder: Path) -> set[str]:

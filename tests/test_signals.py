@@ -4,7 +4,6 @@ message, and nothing of the run left behind."""
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 
 import psutil
@@ -12,8 +11,7 @@ import pytest
 
 from tests.conftest import (
     RUN_TAG_ENV,
-    kill_group,
-    ray_is_starting,
+    signal_while_ray_starts,
     start_cli,
     tagged_processes,
 )
@@ -26,15 +24,7 @@ def test_sigterm_while_ray_starts_exits_143_and_leaves_nothing(tmp_path, cifar_a
     proc = start_cli("extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
                      "--image-size", "75", "--limit", "40", "--out", tmp_path / "out",
                      env={RUN_TAG_ENV: tag})  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        while not ray_is_starting(proc):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        kill_group(proc)
+    stderr = signal_while_ray_starts(proc, signal.SIGTERM)
     assert proc.returncode == 143, stderr[-2000:]
     assert "terminated" in stderr and "Traceback" not in stderr, stderr[-2000:]
     _, alive = psutil.wait_procs(tagged_processes(tag), timeout=60)

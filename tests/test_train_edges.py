@@ -8,7 +8,6 @@ import math
 import shutil
 import signal
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
 from cifar_ray.store.manifest import Manifest
 from cifar_ray.store.shards import plan
-from tests.conftest import kill_group, ray_is_starting, run_cli, start_cli
+from tests.conftest import run_cli, signal_while_ray_starts, start_cli
 
 SIZES = {"train": 200, "test": 50}
 FID = "f1"
@@ -90,15 +89,7 @@ def test_an_interrupted_train_says_what_it_keeps(tmp_path):
     _store(tmp_path / "out")
     proc = start_cli("train", "--local", "--out", tmp_path / "out", "--backbone", "toy",
                      "--no-baselines", "--no-pixel-baselines")  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        while not ray_is_starting(proc):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        kill_group(proc)
+    stderr = signal_while_ray_starts(proc, signal.SIGINT)
     assert proc.returncode == 130, stderr[-2000:]
     last = stderr.strip().splitlines()[-1]
     assert last == "cifar-ray: interrupted; training checkpoints are kept, re-run to resume"
