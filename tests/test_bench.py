@@ -78,6 +78,6 @@ def test_whole_job_bench_times_the_command_against_the_bare_script(cifar_archive
     ],
 )
 def test_whole_job_images_become_the_per_split_limit_extract_takes(sizes, images, expected):
-    from cifar_ray.bench import per_split_limit
+    from cifar_ray.bench.whole_job import per_split_limit
 
     assert per_split_limit(sizes, images) == expected

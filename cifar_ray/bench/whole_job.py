@@ -1,0 +1,149 @@
+"""`cifar-ray bench --whole-job`: the user's wait, start to end, `cifar-ray extract --local`
+as a fresh process against benchmarks/bare.py, in turns."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from cifar_ray.bench.machine import machine
+from cifar_ray.bench.memory import PeakMemory
+from cifar_ray.bench.steady import extract_config
+from cifar_ray.config import BenchConfig
+from cifar_ray.embed.embedder import EmbedderSpec
+from cifar_ray.errors import UserError
+from cifar_ray.extract import job
+from cifar_ray.source import cifar
+
+REPO = Path(__file__).resolve().parents[2]
+BARE_SCRIPT = REPO / "benchmarks" / "bare.py"
+
+
+def run_whole_job(cfg: BenchConfig) -> dict:
+    """The user's wait, start to end: `cifar-ray extract --local` as a fresh process against
+    benchmarks/bare.py (read, build, embed, write Parquet, nothing else), in turns, on the same
+    images, with the same model, precision, XLA setting, batch and shard size. Ratio > 1: the
+    job took less time than the bare script."""
+    if not BARE_SCRIPT.is_file():
+        raise UserError(f"--whole-job needs the repository's {BARE_SCRIPT.relative_to(REPO)}")
+    archive = _archive(cfg.data_dir)
+    sizes = {k: len(v) for k, v in cifar.load(cfg.data_dir).splits.items()}
+    limit, n = per_split_limit(sizes, cfg.images)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
+    bare, pipeline = [], []
+    with tempfile.TemporaryDirectory(prefix="cifar-ray-bench-") as tmp:
+        _, spec = job.embedder_spec(extract_config(cfg, tmp))  # what both sides build
+        for i in range(cfg.rounds):  # in turns: a busy spell hits both sides alike
+            bare.append(_time_bare(cfg, spec, archive, limit, f"{tmp}/bare-{i}", env))
+            pipeline.append(_time_extract(cfg, spec, limit, f"{tmp}/job-{i}", env))
+            shutil.rmtree(f"{tmp}/bare-{i}", ignore_errors=True)
+            shutil.rmtree(f"{tmp}/job-{i}", ignore_errors=True)
+    best_bare, best_job = min(r["seconds"] for r in bare), min(r["seconds"] for r in pipeline)
+    r2 = lambda x: round(x, 2)  # noqa: E731
+    return {
+        "mode": "whole_job",
+        "config": asdict(cfg),
+        "images": n,
+        "limit_per_split": limit,
+        "image_size": spec.image_size,
+        "device": machine(),
+        "bare_s": r2(best_bare),
+        "bare_rounds_s": [r2(r["seconds"]) for r in bare],
+        "pipeline_s": r2(best_job),
+        "pipeline_rounds_s": [r2(r["seconds"]) for r in pipeline],
+        "ratio": round(best_bare / best_job, 3),
+        "ratio_rounds": [
+            round(b["seconds"] / p["seconds"], 3) for b, p in zip(bare, pipeline, strict=True)
+        ],
+        "whole_job_images_per_s": r2(n / best_job),
+        "bare_images_per_s": r2(n / best_bare),
+        "steady_images_per_s": max(r["steady_images_per_s"] for r in pipeline),
+        "first_shard_s": r2(min(r["first_shard_s"] for r in pipeline)),
+        "first_shard_rounds_s": [r2(r["first_shard_s"]) for r in pipeline],
+        "bare_first_batch_s": r2(min(r["first_batch_s"] for r in bare)),
+        "bare_first_file_s": r2(min(r["first_file_s"] for r in bare)),
+        "peak_pss_mb": max(r["peak_pss_mb"] for r in pipeline),
+        "bare_peak_pss_mb": max(r["peak_pss_mb"] for r in bare),
+    }
+
+
+def per_split_limit(sizes: dict[str, int], images: int) -> tuple[int | None, int]:
+    """`extract --limit` cuts every split: the largest limit whose total is within `images`
+    (None when all the data fits), and that total."""
+    if images >= sum(sizes.values()):
+        return None, sum(sizes.values())
+    total = lambda k: sum(min(k, v) for v in sizes.values())  # noqa: E731
+    low, high = 1, max(sizes.values())
+    while low < high:  # the largest k with total(k) <= images
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if total(mid) <= images else (low, mid - 1)
+    return low, total(low)
+
+
+def _archive(data_dir: str | None) -> str:
+    """The archive file both sides read (the bare script reads archives only)."""
+    path = Path(data_dir or "").expanduser()
+    for candidate in (path, path / "cifar-10-python.tar.gz"):
+        if data_dir and candidate.is_file():
+            return str(candidate)
+    raise UserError("--whole-job needs --data-dir: the archive, or a folder that holds it")
+
+
+def _time_bare(cfg: BenchConfig, spec: EmbedderSpec, archive: str, limit: int | None, out: str,
+               env: dict) -> dict:  # fmt: skip
+    args = [archive, out, spec.backbone if ":" in spec.backbone else _keras_name(spec),
+            str(spec.image_size), str(limit or 0), str(cfg.batch_size), str(cfg.shard_size),
+            cfg.precision, "1" if cfg.xla else "0"]  # fmt: skip
+    started, (code, stdout, stderr, peak) = time.time(), _timed([sys.executable, str(BARE_SCRIPT),
+                                                                  *args], env)  # fmt: skip
+    seconds = time.time() - started
+    if code != 0:
+        raise RuntimeError(f"the bare script failed ({code}): {stderr[-2000:]}")
+    stamps = json.loads(stdout.strip().splitlines()[-1])
+    return {"seconds": seconds, "first_batch_s": stamps["first_batch"] - started,
+            "first_file_s": stamps["first_file"] - started, "peak_pss_mb": peak}  # fmt: skip
+
+
+def _time_extract(cfg: BenchConfig, spec: EmbedderSpec, limit: int | None, out: str,
+                  env: dict) -> dict:  # fmt: skip
+    args = ["extract", "--local", "--data-dir", str(cfg.data_dir), "--backbone", cfg.backbone,
+            "--weights", cfg.weights, "--image-size", str(spec.image_size),
+            "--batch-size", str(cfg.batch_size), "--shard-size", str(cfg.shard_size),
+            "--precision", cfg.precision, "--xla" if cfg.xla else "--no-xla",
+            "--seed", str(cfg.seed), "--out", out]  # fmt: skip
+    args += ["--limit", str(limit)] if limit else []
+    args += ["--actors", str(cfg.actors)] if cfg.actors else []
+    started = time.time()
+    code, _, stderr, peak = _timed([sys.executable, "-m", "cifar_ray.cli", *args], env)
+    seconds = time.time() - started
+    if code != 0:
+        raise RuntimeError(f"extract failed ({code}): {stderr[-2000:]}")
+    records = list(Path(out).rglob("_shards/*.json"))
+    manifest = json.loads(next(Path(out).rglob("manifest.json")).read_text())
+    return {"seconds": seconds, "first_shard_s": min(p.stat().st_mtime for p in records) - started,
+            "steady_images_per_s": manifest["last_run"]["steady_images_per_s"],
+            "peak_pss_mb": peak}  # fmt: skip
+
+
+def _keras_name(spec: EmbedderSpec) -> str:
+    from cifar_ray.embed import backbones
+
+    return backbones.get(spec.backbone).application
+
+
+def _timed(cmd: list[str], env: dict) -> tuple[int, str, str, int]:
+    """Run `cmd`; its exit code, output and the peak PSS (MB) of its process tree."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
+        with PeakMemory(root=proc.pid) as memory:
+            code = proc.wait()
+        out.seek(0), err.seek(0)
+        return code, out.read(), err.read(), round(memory.peak / 2**20)
