@@ -12,6 +12,7 @@ import pytest
 
 from cifar_ray.errors import UserError
 from cifar_ray.source import cifar
+from cifar_ray.source.archive import MAX_ARCHIVE_ENTRIES
 from tests import cifar_files
 
 
@@ -155,9 +156,9 @@ def test_archive_header_claiming_gigabytes_is_refused_within_bounded_memory(tmp_
 
 def test_archive_with_too_many_entries_is_refused(tmp_path):
     members = cifar_files.batches(n_per_batch=4)
-    members.update({f"junk_{i}": b"" for i in range(cifar.MAX_ARCHIVE_ENTRIES)})
+    members.update({f"junk_{i}": b"" for i in range(MAX_ARCHIVE_ENTRIES)})
     archive = cifar_files.write_archive(tmp_path / "many.tar.gz", members)
-    with pytest.raises(UserError, match=f"more than {cifar.MAX_ARCHIVE_ENTRIES} entries"):
+    with pytest.raises(UserError, match=f"more than {MAX_ARCHIVE_ENTRIES} entries"):
         cifar.load(str(archive))
 
 

@@ -1,24 +1,19 @@
 """CIFAR-10 and CIFAR-100 in their official python format: find them, read them without
-extracting, validate them. What differs between the two (file names, label keys, size limits)
-is one `Source` each; the reading and checking is shared."""
+extracting (`source.archive`), validate them. What differs between the two (file names, label
+keys, size limits) is one `Source` each; the reading and checking is shared."""
 
 from __future__ import annotations
 
-import bz2
-import contextlib
-import gzip
 import hashlib
-import lzma
-import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from cifar_ray.errors import UserError, first_line
 from cifar_ray.source import safe_pickle
+from cifar_ray.source.archive import read_members
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -33,8 +28,6 @@ SPLITS = ("train", "test")
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # an official batch is ~31 MB; cap hostile archives
 # The official archive unpacks to ~185 MB in 9 entries; a bigger stream is not CIFAR-10.
 MAX_ARCHIVE_BYTES = 8 * MAX_MEMBER_BYTES
-MAX_ARCHIVE_ENTRIES = 1000
-MAX_HEADER_READ = 64 * 1024  # any read outside a batch's data: headers, long names, pax records
 PIXELS = 32 * 32 * 3
 MAX_BATCH_IMAGES = 10_000  # every official batch (data_batch_1..5, test_batch) has exactly this
 
@@ -231,7 +224,9 @@ def _member_limit(src: Source, name: str) -> int:
 
 def _archive_reader(archive: Path, src: Source = CIFAR10) -> Callable[[str], bytes]:
     """Members are read into memory by name; nothing is extracted, so no path can escape."""
-    members = _read_archive(archive, src)
+    names = src.batches + ((src.meta,) if src.meta else ())
+    limits = {name: _member_limit(src, name) for name in names}
+    members = read_members(archive, limits, src.max_archive_bytes, src.title)
 
     def read(name: str) -> bytes:
         if name not in members:
@@ -239,95 +234,6 @@ def _archive_reader(archive: Path, src: Source = CIFAR10) -> Callable[[str], byt
         return members[name]
 
     return read
-
-
-def _read_archive(archive: Path, src: Source = CIFAR10) -> dict[str, bytes]:
-    """The batches of a tar (plain, gz, bz2 or xz), reading at most what the dataset could hold."""
-    wanted = set(src.batches + ((src.meta,) if src.meta else ()))
-    members: dict[str, bytes] = {}
-    try:
-        with (
-            _BoundedStream(_decompressed(archive), src.max_archive_bytes) as stream,
-            tarfile.open(fileobj=stream, mode="r:") as tar,
-        ):
-            for count, info in enumerate(tar, start=1):
-                if count > MAX_ARCHIVE_ENTRIES:
-                    raise _TooLarge(f"more than {MAX_ARCHIVE_ENTRIES} entries")
-                name = info.name.rsplit("/", 1)[-1]
-                if not info.isfile() or name not in wanted:
-                    continue
-                if info.size > _member_limit(src, name):
-                    raise UserError(f"{archive}: member {info.name} is too large for {src.title}")
-                with stream.allowing(info.size):
-                    handle = tar.extractfile(info)
-                    members[name] = handle.read() if handle else b""
-    except _TooLarge as exc:
-        raise UserError(f"{archive}: not a {src.title} archive ({exc})") from None
-    except (tarfile.TarError, EOFError, OSError, ValueError, lzma.LZMAError) as exc:
-        raise UserError(f"{archive}: truncated or corrupt archive ({exc})") from None
-    return members
-
-
-def _decompressed(archive: Path) -> BinaryIO:
-    with archive.open("rb") as head:
-        magic = head.read(6)
-    if magic.startswith(b"\x1f\x8b"):
-        return gzip.open(archive, "rb")
-    if magic.startswith(b"BZh"):
-        return bz2.open(archive, "rb")
-    if magic.startswith(b"\xfd7zXZ\x00"):
-        return lzma.open(archive, "rb")
-    return archive.open("rb")
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _BoundedStream:
-    """The unpacked tar stream as tarfile reads it, refusing reads CIFAR-10 never needs.
-
-    tarfile allocates whatever a header declares (a GNU long name or pax record of 8 GB is
-    one 512-byte header) and a gzip bomb supplies it; so no read may exceed a small header
-    size unless it is a batch whose size was checked, and nothing past MAX_ARCHIVE_BYTES.
-    """
-
-    def __init__(self, raw: BinaryIO, max_bytes: int = MAX_ARCHIVE_BYTES) -> None:
-        self._raw = raw
-        self._max_read = MAX_HEADER_READ
-        self._max_bytes = max_bytes
-
-    def __enter__(self) -> _BoundedStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._raw.close()
-
-    @contextlib.contextmanager
-    def allowing(self, size: int) -> Iterator[None]:
-        self._max_read = max(size, MAX_HEADER_READ)
-        try:
-            yield
-        finally:
-            self._max_read = MAX_HEADER_READ
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0 or size > self._max_read:
-            raise _TooLarge(f"an entry claims {size} bytes at offset {self.tell()}")
-        self._check(self.tell() + size)
-        return self._raw.read(size)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence == 0:
-            self._check(offset)
-        return self._raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-    def _check(self, end: int) -> None:
-        if end > self._max_bytes:
-            raise _TooLarge(f"it unpacks to more than {self._max_bytes} bytes")
 
 
 def _parse_batch(
