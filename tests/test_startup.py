@@ -16,7 +16,7 @@ import pytest
 
 from cifar_ray.config import ExtractConfig
 from cifar_ray.extract import job
-from cifar_ray.store.features import META_KEY
+from cifar_ray.store.feature_file import META_KEY
 from tests.conftest import RUN_TAG_ENV, kill_group, start_cli, tagged_processes, tree_files
 
 pytestmark = pytest.mark.ray

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cifar_ray.store import locations
-from cifar_ray.store.features import FeatureStore, metadata_of
+from cifar_ray.store.feature_file import metadata_of
+from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import Shard, plan
 

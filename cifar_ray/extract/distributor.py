@@ -24,8 +24,8 @@ from cifar_ray.extract.pool import ElasticPool
 from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
 from cifar_ray.extract.worker import ShardWorker
 from cifar_ray.source.cifar import Dataset
-from cifar_ray.store.features import ShardRecord
 from cifar_ray.store.locations import Location
+from cifar_ray.store.records import ShardRecord
 from cifar_ray.store.shards import Shard
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,11 @@ from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
 from cifar_ray.source import cifar
 from cifar_ray.store import locations, samples
-from cifar_ray.store.features import FeatureStore, ShardRecord
+from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import store_name
 from cifar_ray.store.locations import Location
 from cifar_ray.store.manifest import Manifest
+from cifar_ray.store.records import ShardRecord
 from cifar_ray.store.shards import Shard, plan
 
 if TYPE_CHECKING:  # distributor imports Ray: only when there is work for it

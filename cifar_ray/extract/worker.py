@@ -13,8 +13,9 @@ from cifar_ray.embed import backbones, fingerprint
 from cifar_ray.embed.embedder import Embedder, EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import UserError
-from cifar_ray.store.features import FeatureStore, ShardRecord
+from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
+from cifar_ray.store.records import ShardRecord
 from cifar_ray.store.shards import Shard
 
 # Test-only fault hooks, read from the environment so they reach Ray workers unchanged.

@@ -11,7 +11,7 @@ from cifar_ray.embed import fingerprint
 from cifar_ray.errors import UserError, first_line
 from cifar_ray.report import groups, plots
 from cifar_ray.store import locations, samples
-from cifar_ray.store.features import FeatureStore, corrupt
+from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import (
     DEFAULT_DATASET,
     FINGERPRINT,
@@ -20,6 +20,7 @@ from cifar_ray.store.layout import (
     backbone_of,
 )
 from cifar_ray.store.locations import Location
+from cifar_ray.store.records import corrupt
 from cifar_ray.train.results import HEAD, SPLITS, models_of
 
 Block = tuple  # ("h3", text) | ("p", text) | ("table", header, rows) | ("fig", figure name)

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError
 from cifar_ray.store import locations
-from cifar_ray.store.features import COARSE, META_KEY, FeatureStore
+from cifar_ray.store.feature_file import COARSE, META_KEY
+from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import FINGERPRINT, MANIFEST, Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import plan

@@ -17,80 +17,34 @@ import io
 import json
 import logging
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError, first_line
 from cifar_ray.store import locations
+from cifar_ray.store.feature_file import encode
 from cifar_ray.store.layout import (
-    DATA_FILE,
     FINGERPRINT,
     MANIFEST,
     RECORDS,
     STORE_FILES,
     Layout,
     data_file_name,
-    shard_key,
 )
 from cifar_ray.store.locations import Location
+from cifar_ray.store.records import (
+    Attempt,
+    ShardRecord,
+    corrupt,
+    manifest_problem,
+    names_own_file,
+    parse_record,
+)
 from cifar_ray.store.shards import Shard
 
 log = logging.getLogger(__name__)
-
-META_KEY = b"cifar_ray"
-# The most images a split can hold (CIFAR-10 and CIFAR-100 alike): a manifest that plans
-# more is corrupt, and planning its shards would not end.
-SPLIT_LIMITS = {"train": 50_000, "test": 10_000}
-
-
-COARSE = "coarse_label"  # CIFAR-100's superclass, beside the fine `label`
-
-
-def schema(dim: int, metadata: dict | None = None, coarse: bool = False) -> pa.Schema:
-    """The one definition of a feature file's columns. `coarse`: a `coarse_label` column after
-    `label` (CIFAR-100 only; CIFAR-10 files keep the three columns they always had)."""
-    fields = [
-        pa.field("id", pa.int64(), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),
-        *([pa.field(COARSE, pa.int64(), nullable=False)] if coarse else []),
-        pa.field("features", pa.list_(pa.float32(), dim), nullable=False),
-    ]
-    meta = {META_KEY: json.dumps(metadata, sort_keys=True).encode()} if metadata else None
-    return pa.schema(fields, metadata=meta)
-
-
-@dataclass(frozen=True)
-class ShardRecord:
-    """Written last, after the data file: its presence is what makes a shard part of the result."""
-
-    split: str
-    index: int
-    rows: int
-    id_start: int
-    id_stop: int
-    sha256: str
-    fingerprint: str
-    node_id: str = ""
-    seconds: float = 0.0  # embedding time of this shard on its actor
-    worker_peak_rss_mb: int = 0  # the actor's peak resident memory so far
-    file: str = ""  # the data file this record certifies; "" (older stores): part-NNNNN.parquet
-
-    @property
-    def key(self) -> str:
-        return shard_key(self.split, self.index)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One attempt's data file, written under its own name and not yet committed."""
-
-    shard: Shard
-    file: str
-    sha256: str
-    fingerprint: str
 
 
 class FeatureStore:
@@ -204,12 +158,7 @@ class FeatureStore:
     def record(self, shard: Shard) -> ShardRecord | None:
         """The shard's record; None when absent or not a record (an invalid shard, to be
         recomputed): undecodable, missing fields, or a field of the wrong type."""
-        raw = locations.get_bytes(self.loc, self.record_path(shard))
-        try:
-            record = ShardRecord(**json.loads(raw)) if raw else None
-        except (ValueError, TypeError):
-            return None
-        return record if record is None or _well_typed(record) else None
+        return parse_record(locations.get_bytes(self.loc, self.record_path(shard)))
 
     def problem(self, shard: Shard, fingerprint: str) -> str | None:
         """Why a shard is not a valid result (None when it is)."""
@@ -220,7 +169,7 @@ class FeatureStore:
             return "other fingerprint"
         if (record.rows, record.id_start, record.id_stop) != (shard.rows, shard.start, shard.stop):
             return f"wrong rows ({record.rows}, expected {shard.rows})"
-        if not _names_own_file(record, shard):
+        if not names_own_file(record, shard):
             return f"record names another shard's file ({record.file})"
         data = locations.get_bytes(self.loc, self.file_path(shard, record.file))
         if data is None:
@@ -300,80 +249,3 @@ class FeatureStore:
             features[rows] = flat.reshape(shard.rows, -1)
             labels[rows] = table.column("label").to_numpy()
         return features, labels
-
-
-def encode(
-    ids: np.ndarray, labels: np.ndarray, features: np.ndarray, metadata: dict,
-    coarse: np.ndarray | None = None,
-) -> bytes:  # fmt: skip
-    dim = features.shape[1]
-    values = pa.array(np.ascontiguousarray(features, dtype=np.float32).reshape(-1))
-    coarse_col = [] if coarse is None else [pa.array(coarse, pa.int64())]
-    table = pa.Table.from_arrays(
-        [
-            pa.array(ids, pa.int64()),
-            pa.array(labels, pa.int64()),
-            *coarse_col,
-            pa.FixedSizeListArray.from_arrays(values, dim),
-        ],
-        schema=schema(dim, metadata, coarse=coarse is not None),
-    )
-    sink = io.BytesIO()
-    # Dictionary encoding and statistics on float vectors cost 8x the write time and buy
-    # nothing (measured: 64 ms against 8 ms for 256 x 2048 floats). zstd level 1 against the
-    # default 3: 7.4 ms against 10.2, files 55% of raw against 53%.
-    pq.write_table(
-        table, sink, compression="zstd", compression_level=1, use_dictionary=False,
-        write_statistics=False,
-    )  # fmt: skip
-    return sink.getvalue()
-
-
-_TYPES = {"str": str, "int": int, "float": (int, float)}
-
-
-def _well_typed(record: ShardRecord) -> bool:
-    """Every field of the type its annotation names (JSON may hold anything)."""
-    return all(
-        isinstance(getattr(record, f.name), _TYPES[f.type])
-        and not isinstance(getattr(record, f.name), bool)
-        for f in fields(record)
-    )
-
-
-def corrupt(path: str, problem: str, recover: str) -> UserError:
-    """The one-line error for a store or result file that cannot be used as it is."""
-    return UserError(f"{path}: corrupt, {problem}; {recover}")
-
-
-def manifest_problem(manifest: dict) -> str | None:
-    """What makes a manifest unusable for planning (None when it is fine)."""
-    sizes, shard_size = manifest.get("split_sizes"), manifest.get("shard_size")
-    if not isinstance(manifest.get("fingerprint"), str):
-        return 'no string "fingerprint"'
-    if not isinstance(manifest.get("classes", []), list):  # older manifests may lack it
-        return '"classes" is not a list'
-    if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size <= 0:
-        return f"shard_size must be a positive integer, got {shard_size!r}"
-    if not isinstance(sizes, dict) or not sizes:
-        return f"split_sizes must name the splits, got {sizes!r}"
-    for split, n in sizes.items():
-        limit = SPLIT_LIMITS.get(split)
-        if limit is None:
-            return f"split_sizes names an unknown split {split!r}"
-        if not isinstance(n, int) or isinstance(n, bool) or not 0 < n <= limit:
-            return f"split_sizes[{split!r}] must be 1..{limit}, got {n!r}"
-    return None
-
-
-def _names_own_file(record: ShardRecord, shard: Shard) -> bool:
-    """A record may name only this shard's data file, never a path elsewhere."""
-    match = DATA_FILE.fullmatch(record.file or shard.file_name)
-    return bool(match) and int(match.group(1)) == shard.index
-
-
-def metadata_of(loc: Location, path: str) -> dict:
-    meta = pq.read_schema(path, filesystem=loc.fs).metadata or {}
-    if META_KEY not in meta:
-        raise UserError(f"{path}: not a cifar-ray feature file")
-    return json.loads(meta[META_KEY])
