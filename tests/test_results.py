@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from cifar_ray.report import plots, writer
+from cifar_ray.report import plots, sections
 from cifar_ray.train import baselines, pixel_baselines
 from cifar_ray.train.results import HEAD, PIXEL_KIND, ModelResult, models_of
 
@@ -55,7 +55,7 @@ def test_a_baseline_record_is_a_model_result_without_history():
 
 
 def test_the_report_reads_the_names_the_trainers_write():
-    assert plots.HEAD == writer.HEAD == HEAD and pixel_baselines.KIND == PIXEL_KIND
+    assert plots.HEAD == sections.HEAD == HEAD and pixel_baselines.KIND == PIXEL_KIND
     models = models_of({"models": {"dense_head": STORED_HEAD,
                                    "pixel_mlp": {**STORED_HEAD, "kind": PIXEL_KIND}}})  # fmt: skip
     assert [m.name for m in models.values()] == ["dense_head", "pixel_mlp"]  # by their key
