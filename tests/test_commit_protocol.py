@@ -124,7 +124,7 @@ def test_store_of_the_old_layout_still_validates_and_reads(tmp_path):
         path.write_text(json.dumps(body))
     assert [store.problem(s, "fp1") for s in SHARDS] == [None, None]
     assert store.strays(SHARDS) == []
-    x, _ = store.read_split(SHARDS)
+    x, _ = store.read_checked(SHARDS, "fp1")
     np.testing.assert_array_equal(x, np.concatenate([_features(s, 0.0)[1] for s in SHARDS]))
 
 

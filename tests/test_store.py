@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from cifar_ray.store import locations
+from cifar_ray.errors import UserError
+from cifar_ray.store import latents, locations
 from cifar_ray.store.feature_file import metadata_of
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
+from cifar_ray.store.manifest import Manifest
 from cifar_ray.store.shards import Shard, plan
 
 META = {"fingerprint": "fp1", "backbone": "toy", "image_size": 75}
@@ -75,11 +78,15 @@ def test_shards_outside_the_plan_are_strays(tmp_path):
     )
 
 
+def _read(store: FeatureStore, shards: list[Shard], order=None):
+    return store.read_checked(shards, "fp1", order)
+
+
 def test_read_split_assembles_in_id_order(tmp_path):
     shards = plan({"train": 25}, 10)
     for shard in reversed(shards):
         store, _, _ = _publish(tmp_path, shard)
-    x, y = store.read_split(shards)
+    x, y = _read(store, shards)
     assert x.shape == (25, 4) and x.dtype == np.float32
     np.testing.assert_array_equal(
         x[:, 0], [s.start + 4 * (i - s.start) for s in shards for i in range(s.start, s.stop)]
@@ -91,12 +98,28 @@ def test_read_split_decodes_rows_straight_into_the_given_order(tmp_path):
     shards = plan({"train": 25}, 10)
     for shard in shards:
         store, _, _ = _publish(tmp_path, shard)
-    in_id_order = store.read_split(shards)
+    in_id_order = _read(store, shards)
     order = np.random.default_rng(0).permutation(25)
-    x, y = store.read_split(shards, order)
+    x, y = _read(store, shards, order)
     np.testing.assert_array_equal(x, in_id_order[0][order])
     np.testing.assert_array_equal(y, in_id_order[1][order])
-    np.testing.assert_array_equal(store.read_labels(shards), in_id_order[1])
+    labels = np.concatenate([store.verify(s, "fp1").labels() for s in shards])
+    np.testing.assert_array_equal(labels, in_id_order[1])
+
+
+def test_training_reads_the_files_it_checked_not_a_record_written_since(tmp_path):
+    """latents.load checks each shard; a record committed afterwards (another run's attempt,
+    other bytes) does not change what the checked latents read."""
+    shards = plan({"train": 20, "test": 10}, 10)
+    for shard in shards:
+        store, _, _ = _publish(tmp_path, shard)
+    Manifest("toy", "fp1", list("abcdefghij"), {"train": 20, "test": 10}, None, 10).write(store)
+    lat = latents.load(store.loc, "toy")
+    before = lat.features("train")
+    labels = np.arange(shards[0].start, shards[0].stop) % 10
+    store.publish(shards[0], labels, np.full((10, 4), 1000.0, np.float32), META)  # commits
+    np.testing.assert_array_equal(lat.features("train"), before)
+    assert lat.dim == 4 and lat.y["test"].tolist() == list(range(10))
 
 
 def test_stale_temporaries_are_removed(tmp_path):
@@ -130,3 +153,12 @@ def test_inspect_returns_what_it_found_and_prints_nothing(tmp_path, capsys):
     assert found.counts["strays"] == [str(tmp_path / "features/toy/train/notes.parquet")]
     assert (found.counts["shards"], found.counts["rows"], found.counts["dim"]) == (2, 20, 4)
     assert capsys.readouterr() == ("", "")
+
+
+def test_read_checked_refuses_a_shard_that_is_not_a_valid_result(tmp_path):
+    shards = plan({"train": 20}, 10)
+    for shard in shards:
+        store, record, _ = _publish(tmp_path, shard)
+    (tmp_path / "features/toy/train" / record.file).write_bytes(b"PAR1 truncated")
+    with pytest.raises(UserError, match=r"train-00001 \(checksum mismatch\)"):
+        store.read_checked(shards, "fp1")

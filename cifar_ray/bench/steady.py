@@ -181,7 +181,7 @@ def _stored_features(plan: job.ExtractionPlan) -> np.ndarray:
     for split in plan.dataset.splits:
         shards = [s for s in plan.shards if s.split == split]
         if shards:
-            parts.append(plan.store.read_split(shards)[0])
+            parts.append(plan.store.read_checked(shards, plan.fingerprint_id)[0])
     return np.concatenate(parts)
 
 

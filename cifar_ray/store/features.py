@@ -17,9 +17,11 @@ import io
 import json
 import logging
 import uuid
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError, first_line
@@ -162,6 +164,14 @@ class FeatureStore:
 
     def problem(self, shard: Shard, fingerprint: str) -> str | None:
         """Why a shard is not a valid result (None when it is)."""
+        checked = self.verify(shard, fingerprint)
+        return checked if isinstance(checked, str) else None
+
+    def verify(self, shard: Shard, fingerprint: str) -> Verified | str:
+        """The shard's record and the bytes it certifies, or why the shard is not a valid
+        result. One read of each: a reader that goes on to decode the file (training) decodes
+        these bytes instead of reading the file again. The checksum proves the bytes are the
+        ones the worker encoded; the Parquet footer gives the row count without decoding."""
         record = self.record(shard)
         if record is None:
             return "missing"
@@ -177,14 +187,10 @@ class FeatureStore:
         if hashlib.sha256(data).hexdigest() != record.sha256:
             return "checksum mismatch"
         try:
-            table = pq.read_table(io.BytesIO(data))
+            rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
         except Exception:
             return "unreadable Parquet"
-        return None if table.num_rows == shard.rows else "wrong row count in file"
-
-    def dim(self, shard: Shard) -> int:
-        schema_ = pq.read_schema(self.data_path(shard), filesystem=self.loc.fs)
-        return schema_.field("features").type.list_size
+        return Verified(record, data) if rows == shard.rows else "wrong row count in file"
 
     def strays(self, shards: list[Shard]) -> list[str]:
         """Files under this store that are not part of the result of `shards`: data files no
@@ -225,27 +231,64 @@ class FeatureStore:
             log.info("removed %d stray files under %s", len(stray), self.dir)
         return stray
 
-    def read_labels(self, shards: list[Shard]) -> np.ndarray:
-        """One split's labels in id order; the label column alone, so it costs little."""
-        tables = [pq.read_table(self.data_path(s), columns=["label"], filesystem=self.loc.fs)
-                  for s in shards]  # fmt: skip
-        return np.concatenate([t.column("label").to_numpy() for t in tables])
-
     def read_split(
-        self, shards: list[Shard], order: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, shards: list[Shard], files: dict[str, str], dim: int,
+        order: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """One split as (features [N, dim] float32, labels [N]): row i is id order[i] (id
-        order by default). Each shard is decoded once, straight into its rows, so a caller
-        that wants the rows grouped (fit, then validation) gets them without another copy."""
-        n = sum(s.rows for s in shards)
-        place = None if order is None else np.argsort(order)  # id -> row
-        features = np.empty((n, self.dim(shards[0])), dtype=np.float32)
-        labels = np.empty(n, dtype=np.int64)
-        for shard in shards:
-            table = pq.read_table(self.data_path(shard), filesystem=self.loc.fs)
-            flat = table.column("features").combine_chunks().flatten().to_numpy()
-            rows = slice(shard.start, shard.stop)
-            rows = rows if place is None else place[rows]
-            features[rows] = flat.reshape(shard.rows, -1)
-            labels[rows] = table.column("label").to_numpy()
-        return features, labels
+        order by default). `files`: shard key -> the data file its record named when it was
+        verified (latents.load), so no record is read again and no other file is read."""
+
+        def table(shard: Shard) -> pa.Table:
+            return pq.read_table(self.file_path(shard, files[shard.key]), filesystem=self.loc.fs)
+
+        return _assemble(shards, dim, order, table)
+
+    def read_checked(
+        self, shards: list[Shard], fingerprint: str, order: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`read_split` for a caller that reads a split once (the bench): each shard checked,
+        then its checked bytes decoded, one read per file. A shard that is not a valid result
+        is a UserError naming it."""
+        checked = {s.key: self.verify(s, fingerprint) for s in shards}
+        bad = sorted(f"{key} ({v})" for key, v in checked.items() if isinstance(v, str))
+        if bad:
+            raise UserError(f"{self.dir}: not valid results: {', '.join(bad)}")
+        dim = checked[shards[0].key].dim()
+        return _assemble(shards, dim, order, lambda shard: checked[shard.key].table())
+
+
+def _assemble(shards: list[Shard], dim: int, order: np.ndarray | None,
+              table: Callable[[Shard], pa.Table]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Each shard decoded once, straight into its rows, so a caller that wants the rows
+    grouped (fit, then validation) gets them without another copy."""
+    n = sum(s.rows for s in shards)
+    place = None if order is None else np.argsort(order)  # id -> row
+    features = np.empty((n, dim), dtype=np.float32)
+    labels = np.empty(n, dtype=np.int64)
+    for shard in shards:
+        decoded = table(shard)
+        flat = decoded.column("features").combine_chunks().flatten().to_numpy()
+        rows = slice(shard.start, shard.stop)
+        rows = rows if place is None else place[rows]
+        features[rows] = flat.reshape(shard.rows, -1)
+        labels[rows] = decoded.column("label").to_numpy()
+    return features, labels
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A shard that is a valid result: its record, and the bytes of the file it names."""
+
+    record: ShardRecord
+    data: bytes
+
+    def table(self, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.data), columns=columns)
+
+    def labels(self) -> np.ndarray:
+        return self.table(["label"]).column("label").to_numpy()
+
+    def dim(self) -> int:
+        schema_ = pq.ParquetFile(io.BytesIO(self.data)).schema_arrow
+        return schema_.field("features").type.list_size

@@ -14,7 +14,8 @@ from cifar_ray.store.shards import Shard, plan
 
 @dataclass(frozen=True)
 class Latents:
-    """Checked on load, labels in memory; the features (the large part) are read on demand."""
+    """Checked on load, labels in memory; the features (the large part) are read on demand,
+    from the very files that were checked."""
 
     backbone: str
     classes: tuple[str, ...]
@@ -22,34 +23,37 @@ class Latents:
     manifest: dict
     store: FeatureStore
     shards: dict[str, list[Shard]]
-
-    @property
-    def dim(self) -> int:
-        return self.store.dim(self.shards["train"][0])
+    files: dict[str, str]  # shard key -> the data file its record named when checked
+    dim: int
 
     def features(self, split: str) -> np.ndarray:
         """(N, dim) float32 in id order."""
-        return self.store.read_split(self.shards[split])[0]
+        return self.read(split)[0]
 
     def read(self, split: str, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(features, labels) with row i the image `order[i]` (id order by default), each
         shard decoded straight into its rows: how training gets fit-then-validation order
         without a copy (`train.splits.latent_parts`)."""
-        return self.store.read_split(self.shards[split], order)
+        return self.store.read_split(self.shards[split], self.files, self.dim, order)
 
 
 def load(loc: Location, backbone: str) -> Latents:
-    """Refuse an incomplete store or one that mixes fingerprints, naming the shards."""
+    """Refuse an incomplete store or one that mixes fingerprints, naming the shards. Each
+    shard's record and file are read once here (checksum, labels, width)."""
     store = FeatureStore(loc, backbone)
     manifest = store.read_manifest()
     if manifest is None:
         raise UserError(f"{store.dir}: no features here; run `cifar-ray extract` first")
     shards = plan(manifest["split_sizes"], manifest["shard_size"])
-    bad = {s.key: p for s in shards if (p := store.problem(s, manifest["fingerprint"]))}
+    checked = {s.key: store.verify(s, manifest["fingerprint"]) for s in shards}
+    bad = {key: v for key, v in checked.items() if isinstance(v, str)}
     if bad:
         listed = ", ".join(f"{k} ({v})" for k, v in sorted(bad.items())[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise UserError(f"{store.dir}: incomplete feature store: {listed}{more}")
     by_split = {split: [s for s in shards if s.split == split] for split in manifest["split_sizes"]}
-    y = {split: store.read_labels(group) for split, group in by_split.items()}
-    return Latents(backbone, tuple(manifest["classes"]), y, manifest, store, by_split)
+    y = {split: np.concatenate([checked[s.key].labels() for s in group] or [np.empty(0, np.int64)])
+         for split, group in by_split.items()}  # fmt: skip
+    files = {key: v.record.file for key, v in checked.items()}
+    dim = checked[shards[0].key].dim()
+    return Latents(backbone, tuple(manifest["classes"]), y, manifest, store, by_split, files, dim)
