@@ -49,6 +49,7 @@ Limit = Annotated[int | None, typer.Option(help="Keep the first N images of each
 Seed = Annotated[int, typer.Option(help="Seed for random weights, splits and training.")]
 Local = Annotated[bool, typer.Option("--local", help="Start an embedded Ray on this machine.")]
 Address = Annotated[str | None, typer.Option(help="Ray cluster address (default: auto).")]
+Baselines = Annotated[bool, typer.Option(help="Also fit scikit-learn baselines.")]
 PixelBaselines = Annotated[bool, typer.Option(help="Also train an MLP and a CNN on raw pixels.")]
 PixelEpochs = Annotated[int, typer.Option(help="Raw-pixel model epochs.")]
 Tsne = Annotated[bool, typer.Option(help="Add a t-SNE map of the embedding (slow).")]
@@ -159,7 +160,7 @@ def train(
         float, typer.Option(help="Validation share of train.")
     ] = T.val_fraction,
     seed: Seed = T.seed,
-    baselines: Annotated[bool, typer.Option(help="Also fit scikit-learn baselines.")] = T.baselines,
+    baselines: Baselines = T.baselines,
     pixel_baselines: PixelBaselines = T.pixel_baselines,
     pixel_epochs: PixelEpochs = T.pixel_epochs,
     data_dir: Annotated[
@@ -200,6 +201,7 @@ def report(out: Out = DEFAULT_OUT) -> None:
 def run(
     *,
     epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = T.epochs,
+    baselines: Baselines = T.baselines,
     pixel_baselines: PixelBaselines = T.pixel_baselines,
     pixel_epochs: PixelEpochs = T.pixel_epochs,
     tsne: Tsne = T.tsne,
@@ -212,8 +214,9 @@ def run(
     _ray_target(local, address)
     xcfg = _extract_config(**extraction)
     tcfg = TrainConfig(
-        out=xcfg.out, epochs=epochs, seed=xcfg.seed, pixel_baselines=pixel_baselines,
-        pixel_epochs=pixel_epochs, data_dir=xcfg.data_dir, tsne=tsne,
+        out=xcfg.out, epochs=epochs, seed=xcfg.seed, baselines=baselines,
+        pixel_baselines=pixel_baselines, pixel_epochs=pixel_epochs, data_dir=xcfg.data_dir,
+        tsne=tsne,
     )  # fmt: skip
     commands.run(xcfg, tcfg, local=local, address=address, verbose=_state["verbose"])
 

@@ -132,6 +132,20 @@ def test_local_with_an_address_is_one_line_not_a_silent_choice(command, tmp_path
     assert not (tmp_path / "o").exists()
 
 
+def test_run_passes_its_training_options_on(monkeypatch, capsys, tmp_path):
+    """`run --no-baselines --epochs 3` reaches training's config (the command layer's input)."""
+    from cifar_ray import commands
+
+    seen = {}
+    monkeypatch.setattr(commands, "run", lambda xcfg, tcfg, **kw: seen.update(tcfg=tcfg))
+    argv = ["run", "--local", "--no-baselines", "--no-pixel-baselines", "--epochs", "3",
+            "--out", str(tmp_path)]  # fmt: skip
+    code, _ = _main(argv, monkeypatch, capsys)
+    assert code == 0
+    tcfg = seen["tcfg"]
+    assert (tcfg.baselines, tcfg.pixel_baselines, tcfg.epochs) == (False, False, 3)
+
+
 def test_help_and_no_arguments(monkeypatch, capsys):
     code, output = _main(["train", "--help"], monkeypatch, capsys)
     assert code == 0 and "--val-fraction" in output
@@ -180,7 +194,13 @@ def test_signals_keep_their_exit_codes_and_message(signum, code, word):
 # --- every default comes from the config dataclasses ------------------------------------------
 # Flags that are no config field: how to reach Ray, and what to do next.
 NOT_CONFIG = {"local": False, "address": None, "write_report": False, "files": False}
-RUN_TRAIN_FIELDS = {"epochs", "pixel_baselines", "pixel_epochs", "tsne"}  # run's other: extract's
+RUN_TRAIN_FIELDS = {
+    "epochs",
+    "baselines",
+    "pixel_baselines",
+    "pixel_epochs",
+    "tsne",
+}  # run's other: extract's
 
 
 def _config_default(command: str, param: str):
