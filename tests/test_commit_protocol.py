@@ -139,9 +139,11 @@ def test_a_record_may_name_only_its_own_shards_file(tmp_path):
         assert store.problem(SHARDS[0], "fp1").startswith("record names another shard's file")
 
 
-def test_publishing_to_s3_writes_each_object_once(monkeypatch):
-    """On S3 a shard is one upload of its data and one of its record: no temporary object,
-    no copy, no folder markers (a bucket with versioning keeps every object ever written)."""
+def test_on_s3_a_shards_data_is_uploaded_once(monkeypatch):
+    """The data file (the large part) is one upload under its attempt name: no temporary,
+    no copy (a bucket with versioning keeps every object ever written). Its record still
+    goes through a temporary: that name is trusted, and must never be replaced by an
+    interrupted upload."""
     import boto3
 
     with moto_server() as env:
@@ -153,7 +155,30 @@ def test_publishing_to_s3_writes_each_object_once(monkeypatch):
         labels, x = _features(SHARDS[1], 0.0)
         record = store.publish(SHARDS[1], labels, x, META)
         history = s3.list_object_versions(Bucket="feats", Prefix="once/")
-    written = sorted(v["Key"] for v in history.get("Versions", []))
-    assert written == sorted([f"once/features/toy/train/{record.file}",
-                              "once/features/toy/_shards/train-00001.json"])  # fmt: skip
-    assert history.get("DeleteMarkers", []) == []
+    written = [v["Key"] for v in history.get("Versions", [])]
+    data_objects = [k for k in written if record.file.removesuffix(".parquet") in k]
+    assert data_objects == [f"once/features/toy/train/{record.file}"]
+    assert written.count("once/features/toy/_shards/train-00001.json") == 1
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_an_interrupted_write_never_replaces_a_good_file(where, tmp_path, monkeypatch):
+    """pyarrow completes an object-store upload on close whatever happened: a write that
+    fails midway must leave the file it was replacing as it was (here fingerprint.json)."""
+    broken = memoryview(b"half")
+    broken.release()  # writing it raises inside the upload
+
+    def check(loc: Location) -> None:
+        path = loc.path("fingerprint.json")
+        locations.put_atomic(loc, path, b'{"id": "good"}')
+        with pytest.raises(ValueError):
+            locations.put_atomic(loc, path, broken)
+        assert locations.get_bytes(loc, path) == b'{"id": "good"}'
+
+    if where == "local":
+        check(Location(str(tmp_path)))
+        return
+    with moto_server() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        check(Location("s3://feats/interrupted"))

@@ -92,7 +92,7 @@ class FeatureStore:
             raise ValueError(f"{shard.key}: expected {shard.rows} coarse labels")
         data = encode(np.arange(shard.start, shard.stop), labels, features, metadata, coarse)
         file = data_file_name(shard.index, uuid.uuid4().hex[:16])
-        locations.put_atomic(self.loc, self.file_path(shard, file), data)
+        locations.put_new(self.loc, self.file_path(shard, file), data)  # certified later
         return Attempt(shard, file, hashlib.sha256(data).hexdigest(), metadata["fingerprint"])
 
     def commit(self, attempt: Attempt, **extra) -> ShardRecord:
@@ -169,9 +169,10 @@ class FeatureStore:
 
     def verify(self, shard: Shard, fingerprint: str) -> Verified | str:
         """The shard's record and the bytes it certifies, or why the shard is not a valid
-        result. One read of each: a reader that goes on to decode the file (training) decodes
-        these bytes instead of reading the file again. The checksum proves the bytes are the
-        ones the worker encoded; the Parquet footer gives the row count without decoding."""
+        result: one read of each. The checksum proves the bytes are the ones the worker
+        encoded, so the Parquet footer gives the row count without decoding. `read_checked`
+        decodes these very bytes; training (`latents`) keeps the labels and the file name and
+        reads that file again when it wants the features (attempt files are never rewritten)."""
         record = self.record(shard)
         if record is None:
             return "missing"

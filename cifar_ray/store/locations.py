@@ -36,21 +36,23 @@ class Location:
         return self._resolved[1]
 
     def check(self) -> Location:
-        """A URI that names nothing (`s3://`, `file://`) is refused here, in one line: call it
-        before starting anything slow (Ray) so the user hears at once."""
-        _ = self._resolved
+        """A URI that names nothing (`s3://`, `file://`) is refused here, in one line, without
+        asking storage anything: call it before starting anything slow (Ray)."""
+        if self.is_local:
+            if not self.uri.removeprefix("file://").strip():  # would mean the current folder
+                raise UserError(f"--out {self.uri!r}: no path; give a folder")
+            return self
+        scheme, _, rest = self.uri.partition("://")
+        if not rest.strip("/"):  # pyarrow's answer is a traceback about a leading separator
+            raise UserError(f"--out {self.uri}: no bucket or root; give {scheme}://BUCKET/PATH")
         return self
 
     @cached_property
     def _resolved(self) -> tuple[pafs.FileSystem, str]:
+        self.check()
         if self.is_local:
             path = self.uri.removeprefix("file://")
-            if not path.strip():  # "" or file:// alone would mean the current folder
-                raise UserError(f"--out {self.uri!r}: no path; give a folder")
             return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
-        scheme, _, rest = self.uri.partition("://")
-        if not rest.strip("/"):  # pyarrow's answer is a traceback about a leading separator
-            raise UserError(f"--out {self.uri}: no bucket or root; give {scheme}://BUCKET/PATH")
         try:
             fs, root = pafs.FileSystem.from_uri(self.uri)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError or ValueError here
@@ -74,21 +76,29 @@ def _s3_with_endpoint(endpoint: str) -> pafs.S3FileSystem:
 
 
 def put_atomic(loc: Location, path: str, data: bytes) -> None:
-    """A reader never sees a partial file. On disk: write under a temporary name, then rename.
-    An object store's upload is already all-or-nothing (the object appears when the upload
-    completes), and its "rename" is a copy then a delete: a temporary there would send the
-    bytes twice and cost a folder marker, a copy and a delete per file. One upload instead."""
+    """Write under a temporary name, then rename: a reader never sees a partial file, and an
+    interrupted write never replaces a good one (pyarrow completes an object-store upload on
+    close whatever happened, so an upload straight to `path` could publish nothing there).
+    On object stores the rename is a copy: see `put_new` for files no reader trusts by name."""
     fs = loc.fs
-    if not loc.is_local:
-        with fs.open_output_stream(path) as out:
-            out.write(data)
-        return
     parent, _, name = path.rpartition("/")
     fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
     with fs.open_output_stream(tmp) as out:
         out.write(data)
     fs.move(tmp, path)
+
+
+def put_new(loc: Location, path: str, data: bytes) -> None:
+    """A file under a name nothing else uses, which readers trust only once a record certifies
+    its bytes (a shard attempt's data). On an object store it is uploaded once, in place: the
+    temporary and the copy would send the bytes twice, and an interrupted upload there is only
+    a stray that no record names. On disk it is `put_atomic`."""
+    if loc.is_local:
+        put_atomic(loc, path, data)
+        return
+    with loc.fs.open_output_stream(path) as out:
+        out.write(data)
 
 
 def get_bytes(loc: Location, path: str) -> bytes | None:
