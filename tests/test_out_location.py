@@ -54,7 +54,7 @@ def test_a_uri_that_names_nothing_is_refused_before_ray_starts(monkeypatch, synt
     import ray
 
     from cifar_ray import commands
-    from cifar_ray.config import ExtractConfig
+    from cifar_ray.config import ExtractConfig, TrainConfig
     from cifar_ray.errors import UserError
 
     def started(*args, **kwargs):
@@ -66,3 +66,6 @@ def test_a_uri_that_names_nothing_is_refused_before_ray_starts(monkeypatch, synt
                         image_size=75)  # fmt: skip
     with pytest.raises(UserError, match=r"no bucket or root|no path"):
         commands.extract(cfg, local=True, address=None, verbose=False)
+    train = TrainConfig(out=uri, epochs=1)
+    with pytest.raises(UserError, match=r"no bucket or root|no path"):
+        commands.run(cfg, train, local=True, address=None, verbose=False)
