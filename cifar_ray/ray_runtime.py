@@ -66,10 +66,12 @@ def ray_session(local: bool, address: str | None = None, verbose: bool = False) 
             _embedded.append(True)
         yield
     finally:  # also when a signal lands inside ray.init: what it started, it stops
-        if _embedded:
-            _stop_autoscaler_monitor()
-        _embedded.clear()
-        ray.shutdown()
+        try:
+            if _embedded:
+                _stop_autoscaler_monitor()
+        finally:  # a second Ctrl-C in there still shuts Ray down
+            _embedded.clear()
+            ray.shutdown()
 
 
 # The autoscaler monitor of an embedded Ray, by its script (no Ray API names the process).
