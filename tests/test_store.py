@@ -162,3 +162,13 @@ def test_read_checked_refuses_a_shard_that_is_not_a_valid_result(tmp_path):
     (tmp_path / "features/toy/train" / record.file).write_bytes(b"PAR1 truncated")
     with pytest.raises(UserError, match=r"train-00001 \(checksum mismatch\)"):
         store.read_checked(shards, "fp1")
+
+
+def test_latents_refuse_shards_of_different_widths(tmp_path):
+    """One fingerprint means one model; shards of two widths would only fail mid-training."""
+    shards = plan({"train": 20, "test": 10}, 10)
+    for shard in shards:
+        store, _, _ = _publish(tmp_path, shard, dim=5 if shard.key == "test-00000" else 4)
+    Manifest("toy", "fp1", list("abcdefghij"), {"train": 20, "test": 10}, None, 10).write(store)
+    with pytest.raises(UserError, match=r"shards of different widths \[4, 5\]"):
+        latents.load(store.loc, "toy")

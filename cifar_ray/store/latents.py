@@ -45,15 +45,22 @@ def load(loc: Location, backbone: str) -> Latents:
     if manifest is None:
         raise UserError(f"{store.dir}: no features here; run `cifar-ray extract` first")
     shards = plan(manifest["split_sizes"], manifest["shard_size"])
-    checked = {s.key: store.verify(s, manifest["fingerprint"]) for s in shards}
-    bad = {key: v for key, v in checked.items() if isinstance(v, str)}
+    labels, files, dims, bad = {}, {}, set(), {}
+    for shard in shards:  # one shard's bytes at a time: the whole store never sits in memory
+        checked = store.verify(shard, manifest["fingerprint"])
+        if isinstance(checked, str):
+            bad[shard.key] = checked
+            continue
+        labels[shard.key], files[shard.key] = checked.labels(), checked.record.file
+        dims.add(checked.dim())
     if bad:
         listed = ", ".join(f"{k} ({v})" for k, v in sorted(bad.items())[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise UserError(f"{store.dir}: incomplete feature store: {listed}{more}")
+    if len(dims) != 1:  # one fingerprint, one model: a mix would be a bug, not a store
+        raise UserError(f"{store.dir}: shards of different widths {sorted(dims)}")
     by_split = {split: [s for s in shards if s.split == split] for split in manifest["split_sizes"]}
-    y = {split: np.concatenate([checked[s.key].labels() for s in group] or [np.empty(0, np.int64)])
+    y = {split: np.concatenate([labels[s.key] for s in group] or [np.empty(0, np.int64)])
          for split, group in by_split.items()}  # fmt: skip
-    files = {key: v.record.file for key, v in checked.items()}
-    dim = checked[shards[0].key].dim()
-    return Latents(backbone, tuple(manifest["classes"]), y, manifest, store, by_split, files, dim)
+    return Latents(backbone, tuple(manifest["classes"]), y, manifest, store, by_split, files,
+                   dims.pop())  # fmt: skip
