@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import replace
 
@@ -199,15 +201,27 @@ def test_ray_train_worker_reads_shared_memory_not_the_feature_files(ray_local, t
     assert (tmp_path / "models/toy/head.keras").stat().st_size > 0
 
 
+@pytest.fixture
+def short_ray_tmp():
+    """Ray's files for a run given its own TMPDIR: a short path (socket paths have a limit)."""
+    folder = tempfile.mkdtemp(prefix="crt-", dir="/tmp")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.ray
-def test_killed_training_resumes_only_under_the_same_config(tmp_path, cifar_archive):
+def test_killed_training_resumes_only_under_the_same_config(tmp_path, cifar_archive,
+                                                            short_ray_tmp):  # fmt: skip
     out = tmp_path / "out"
     extract = run_cli("extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
                       "--image-size", "75", "--limit", "60", "--out", out)  # fmt: skip
     assert extract.returncode == 0, extract.stderr[-2000:]
     train = ["train", "--local", "--out", out, "--epochs", "8", "--no-baselines",
              "--no-pixel-baselines"]  # fmt: skip
-    slow = {"CIFAR_RAY_TEST_EPOCH_DELAY_S": "6"}
+    staging = tmp_path / "tmp"  # the runs' temporary folder: a killed run's staging stays there
+    staging.mkdir()
+    here = {"TMPDIR": str(staging), "RAY_TMPDIR": short_ray_tmp}
+    slow = {"CIFAR_RAY_TEST_EPOCH_DELAY_S": "6", **here}
 
     proc = start_cli(*train, env=slow)  # seed 0, killed after a registered checkpoint
     try:
@@ -230,7 +244,8 @@ def test_killed_training_resumes_only_under_the_same_config(tmp_path, cifar_arch
 
     # The same config again: it resumes the killed seed-1 run.
     resumable = set(_runs(out)[second])
-    again = run_cli(*train, "--seed", "1")
+    assert list(staging.glob("cifar-ray-head-*"))  # what the killed runs could not remove
+    again = run_cli(*train, "--seed", "1", env=here)
     assert again.returncode == 0, again.stderr[-3000:]
     result = json.loads((out / "models/inceptionv3/results.json").read_text())
     params = result["models"]["dense_head"]["params"]
@@ -239,6 +254,7 @@ def test_killed_training_resumes_only_under_the_same_config(tmp_path, cifar_arch
     assert params["epochs_run"] == 8 or params["stopped_early"]
     assert len(result["models"]["dense_head"]["history"]["loss"]) == params["epochs_run"]
     assert _runs(out) == {}  # finished: the next run starts fresh
+    assert list(staging.iterdir()) == []  # its own staging and the killed runs' are gone
 
 
 def test_training_runs_in_the_callers_ray_session_and_opens_none(tmp_path):

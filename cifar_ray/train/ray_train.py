@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -103,9 +105,25 @@ def _train_loop(config: dict) -> None:
     cfg = TrainConfig(**config["cfg"])
     data = (*ray.get(config["fit"]), *ray.get(config["val"]))
     # The best weights and the saved head stage here: removed however the loop ends, so no
-    # run leaves tens of MB behind in the temporary folder.
-    with tempfile.TemporaryDirectory(prefix="cifar-ray-head-") as tmp:
+    # run leaves tens of MB behind in the temporary folder; one killed outright (SIGKILL, the
+    # OOM killer) cannot, and the next training on the node removes its folder.
+    remove_stale_staging()
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-") as tmp:
         _fit_head(cfg, config, data, Path(tmp))
+
+
+STAGING_PREFIX = "cifar-ray-head-"  # then the pid of the process that stages there
+
+
+def remove_stale_staging() -> None:
+    """Staging folders whose process is gone. A live process with a reused pid keeps its
+    folder (nothing is removed that might be in use)."""
+    import psutil
+
+    for path in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}*"):
+        pid = path.name.removeprefix(STAGING_PREFIX).partition("-")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _fit_head(cfg: TrainConfig, config: dict, data: tuple, work: Path) -> None:
