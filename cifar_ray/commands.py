@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-import threading
 from dataclasses import replace
 
 from cifar_ray import progress
+from cifar_ray.background import InBackground
 from cifar_ray.config import ExtractConfig, TrainConfig, backbone_names
 from cifar_ray.errors import ExtractionFailed, UserError
 from cifar_ray.extract import job
@@ -30,8 +27,8 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
         return _extract(
             cfgs, cifar.load(cfg.data_dir, cfg.limit, cfg.dataset), local, address, verbose
         )
-    # Niced where this machine also starts Ray and the actors (see _yield_cpu).
-    reading = _InBackground(cifar.load, cfg.data_dir, cfg.limit, cfg.dataset, nice=local)
+    # Niced where this machine also starts Ray and the actors (see background.yield_cpu).
+    reading = InBackground(cifar.load, cfg.data_dir, cfg.limit, cfg.dataset, nice=local)
     with ray_session(local, address, verbose):
         from cifar_ray.cluster import check_out_is_shared
 
@@ -113,41 +110,6 @@ def _looks_done(cfg: ExtractConfig) -> bool:
     except Exception:  # unreadable storage: the plan says so, in one line
         return False
     return bool(manifest and manifest.get("complete"))
-
-
-class _InBackground:
-    """A call run in a thread; `result()` returns its value or raises what it raised. Reading
-    the archive is mostly zlib and hashing, which release the GIL, so it overlaps well."""
-
-    def __init__(self, func, *args, nice: bool = False):
-        self._value, self._error, self._nice = None, None, nice
-        self._thread = threading.Thread(target=self._run, args=(func, *args), daemon=True)
-        self._thread.start()
-
-    def _run(self, func, *args) -> None:
-        if self._nice:
-            _yield_cpu()
-        try:
-            self._value = func(*args)
-        except BaseException as exc:  # handed to the caller's thread
-            self._error = exc
-
-    def result(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-def _yield_cpu() -> None:
-    """The archive is read while Ray starts and the first actor imports TensorFlow, and it has
-    slack (read in 2.7 s, wanted after 6 s): a nicer thread gives that critical path the CPU.
-    Near-free 60k extract on 2 cores, 4 interleaved runs each: 9.26, 9.39, 9.50, 9.51 s plain,
-    8.96, 9.08, 9.12, 9.23 s niced. Linux only: there a thread id names the thread alone;
-    elsewhere it could name another process."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:

@@ -12,9 +12,10 @@ The stages, in the order data flows through them:
 
 A module may import its own stage and any stage before it. Above every stage sit the command
 layer (cli, commands) and bench, which may import anything. Below every stage sit the base
-modules that anyone may import: errors, config, locks, progress; and two primitives that
-belong to a stage by subject but that lower stages need: `store.locations` (where bytes live,
-local or object storage: embed stages weights files through it) and `embed.tfsetup`
+modules that anyone may import: errors, config, locks, progress, background; and two
+primitives that belong to a stage by subject but that lower stages need: `store.locations`
+(where bytes live, local or object storage: embed stages weights files through it) and
+`embed.tfsetup`
 (TensorFlow's process settings, needed before any Keras import, also by source's Keras
 download). ray_runtime and cluster are Ray's edge: only extract, train and the top may
 import them. Base modules import base modules only.
@@ -32,7 +33,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "cifar_ray"
 STAGES = ("source", "embed", "store", "extract", "train", "report")
 TOP = {"cli", "commands", "bench", "__init__"}
-BASE = {"errors", "config", "locks", "progress", "store.locations", "embed.tfsetup"}
+BASE = {"errors", "config", "locks", "progress", "background", "store.locations", "embed.tfsetup"}
 RAY_EDGE = {"ray_runtime", "cluster"}
 RAY_EDGE_USERS = {"extract", "train", *TOP}
 
