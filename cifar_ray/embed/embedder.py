@@ -41,9 +41,9 @@ def _preprocessing_layers(mode: str, scale_offset: tuple = ()) -> list:
     "scale_offset" is a Keras Hub ImageConverter's x * scale + offset, per channel."""
     import keras
 
-    if mode == "scale_offset":
+    if mode == "scale_offset":  # per channel; Rescaling casts to the policy's dtype too
         scale, offset = scale_offset
-        return [_ScaleOffsetLayer(scale, offset)]
+        return [keras.layers.Rescaling(list(scale), offset=list(offset))]
     if mode == "tf":  # x/127.5 - 1
         return [keras.layers.Rescaling(1 / 127.5, offset=-1.0)]
     if mode == "torch":  # x/255, then (x - mean) / std per RGB channel
@@ -78,29 +78,6 @@ def _caffe_layer_class():
 
 def _CaffeLayer():
     return _caffe_layer_class()()
-
-
-@functools.cache
-def _scale_offset_layer_class():
-    import keras
-
-    class ScaleOffset(keras.layers.Layer):
-        """x * scale + offset per RGB channel, in float32 whatever the policy (as Rescaling)."""
-
-        def __init__(self, scale, offset, **kwargs):
-            super().__init__(**kwargs)
-            self.scale, self.offset = list(scale), list(offset)
-
-        def call(self, x):
-            x = keras.ops.cast(x, self.compute_dtype)
-            scale = keras.ops.convert_to_tensor(self.scale, self.compute_dtype)
-            return x * scale + keras.ops.convert_to_tensor(self.offset, self.compute_dtype)
-
-    return ScaleOffset
-
-
-def _ScaleOffsetLayer(scale, offset):
-    return _scale_offset_layer_class()(scale, offset)
 
 
 def build_model(spec: EmbedderSpec):
