@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 from collections.abc import Iterator
 
 import requests
 
 ADMIN = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -24,9 +17,12 @@ def moto_server(bucket: str = "feats") -> Iterator[dict]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    # Port 0: the server binds a free port itself. A port picked first and bound later could
+    # be taken in between by a test on the other xdist worker, and start() would then wait
+    # forever for a server thread that died on the bind.
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    _, port = server.get_host_and_port()
     env = {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         **ADMIN,
