@@ -64,6 +64,8 @@ def test_whole_job_bench_times_the_command_against_the_bare_script(cifar_archive
     assert 0 < line["first_shard_s"] < line["pipeline_s"]
     assert 0 < line["bare_first_batch_s"] <= line["bare_first_file_s"] < line["bare_s"]
     assert line["peak_pss_mb"] > 100 and line["bare_peak_pss_mb"] > 100
+    # memory from a round of its own: sampling it would slow the timed rounds
+    assert line["memory_round_s"]["bare"] > 0 and line["memory_round_s"]["pipeline"] > 0
     assert line["steady_images_per_s"] > 0
 
 

@@ -11,7 +11,10 @@ class PeakMemory:
     """Peak proportional set size of a process and all its descendants (Ray's workers),
     sampled in a thread every 0.2 s (a whole job can last 7 s); PSS counts shared
     object-store pages once, not per process. Each sample reads /proc/PID/smaps_rollup of
-    the processes already known (~0.3 ms each); the tree is walked again every second."""
+    the processes already known; the tree is walked again every second. That is not free:
+    the kernel walks every mapping, 20 ms for a TensorFlow process and 35 ms for an embedded
+    Ray with one actor (2-core EPYC), a sixth of a core at this rate. So the benchmarks time
+    their rounds without it and measure memory in a round of its own."""
 
     def __init__(self, every_s: float = 0.2, exclude: frozenset[int] = frozenset(),
                  root: int | None = None, rescan_s: float = 1.0):  # fmt: skip

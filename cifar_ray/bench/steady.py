@@ -113,7 +113,7 @@ def run(cfg: BenchConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="cifar-ray-bench-") as tmp:
         # A fresh store per round, so every round embeds every image.
         plans = [job.prepare(extract_config(cfg, f"{tmp}/round-{i}"), dataset)
-                 for i in range(cfg.rounds)]  # fmt: skip
+                 for i in range(cfg.rounds + 1)]  # fmt: skip
         baseline = Baseline(plans[0].spec, images, tmp)
         try:
             base, summaries, ray_init_s, peak = _rounds(baseline, plans)
@@ -151,17 +151,19 @@ def run(cfg: BenchConfig) -> dict:
 
 def _rounds(baseline: Baseline, plans: list) -> tuple[list, list, float, int]:
     """Baseline, then pipeline, per round; each round on a fresh embedded Ray (so the baseline
-    never shares the machine with an idle Ray), memory measured without the baseline."""
+    never shares the machine with an idle Ray). The last plan is a pipeline round of its own
+    that measures memory (without the baseline): sampling costs the timed rounds too much."""
     from cifar_ray.ray_runtime import ray_session
 
     base, summaries, init_s = [], [], []
-    with PeakMemory(exclude=frozenset({baseline.pid})) as memory:
-        for plan in plans:
-            base.append(baseline.round())
-            started = time.perf_counter()
-            with ray_session(local=True):
-                init_s.append(time.perf_counter() - started)
-                summaries.append(job.execute(plan))
+    for plan in plans[:-1]:
+        base.append(baseline.round())
+        started = time.perf_counter()
+        with ray_session(local=True):
+            init_s.append(time.perf_counter() - started)
+            summaries.append(job.execute(plan))
+    with PeakMemory(exclude=frozenset({baseline.pid})) as memory, ray_session(local=True):
+        job.execute(plans[-1])
     return base, summaries, init_s[0], memory.peak
 
 
