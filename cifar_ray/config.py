@@ -53,12 +53,7 @@ class ExtractConfig:
     seed: int = 0
     actors: int | None = None  # None: one per GPU, else one per node's worth of CPU
     gpus_per_actor: float = 1.0  # used only where the cluster has GPUs
-    # Shards given to an actor at once. A CPU actor runs two forward passes at a time
-    # (worker.CPU_FORWARD_SLOTS); a third waiting means a pass that ends is followed at once,
-    # not after its publish and the driver's round trip: InceptionV3 at 75 px, 256-image shards,
-    # 3 interleaved runs each on 2 cores, 747-775 img/s with 2 against 789-797 with 3. A GPU
-    # actor runs one at a time; the others wait in the actor (pixels only, a few MB).
-    in_flight: int = 3
+    in_flight: int = 2  # shards queued per actor so the device never waits on the host
     max_retries: int = 3
     overwrite: bool = False
 
