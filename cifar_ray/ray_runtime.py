@@ -120,10 +120,11 @@ def _inherited_by_local_workers(env: dict[str, str]) -> Iterator[None]:
     """An embedded Ray's processes are this process's children and inherit its environment,
     so its workers get `env` without a runtime_env, which Ray's runtime-env agent would have to
     set up before the first actor can start (0.3 s on the job's critical path, 2 cores). Set
-    only while Ray starts; the driver's own environment is left as it was."""
+    only while Ray starts; the driver's own environment is left as it was, also when a signal
+    lands in between. (ray.init itself sets PYTHONBREAKPOINT here, beside the archive reader.)"""
     saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
     try:
+        os.environ.update(env)
         yield
     finally:
         for key, value in saved.items():
