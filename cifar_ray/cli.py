@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from cifar_ray import cli_options as opt
 from cifar_ray.config import (
     DEFAULT_OUT,
     BenchConfig,
@@ -30,39 +31,6 @@ app = typer.Typer(
 )
 
 EXIT_USER_ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
-
-Out = Annotated[str, typer.Option("--out", help="Output folder or s3:// URI.")]
-DataDir = Annotated[
-    str | None,
-    typer.Option(help="CIFAR folder, its parent, or the .tar.gz (default: download)."),
-]
-DatasetOpt = Annotated[str, typer.Option("--dataset", help="cifar10 or cifar100.")]
-Backbone = Annotated[
-    str, typer.Option(help="Registered name(s), comma-separated, or module:factory.")
-]
-Weights = Annotated[str, typer.Option(help="imagenet, none (seeded random) or a weights file.")]
-ImageSize = Annotated[
-    str | None,
-    typer.Option(help="Upscale 32px to N (default: backbone's); per backbone: 75,resnet50=224."),
-]
-Limit = Annotated[int | None, typer.Option(help="Keep the first N images of each split.")]
-Seed = Annotated[int, typer.Option(help="Seed for random weights, splits and training.")]
-Local = Annotated[bool, typer.Option("--local", help="Start an embedded Ray on this machine.")]
-Address = Annotated[str | None, typer.Option(help="Ray cluster address (default: auto).")]
-Baselines = Annotated[bool, typer.Option(help="Also fit scikit-learn baselines.")]
-PixelBaselines = Annotated[bool, typer.Option(help="Also train an MLP and a CNN on raw pixels.")]
-PixelEpochs = Annotated[int, typer.Option(help="Raw-pixel model epochs.")]
-Tsne = Annotated[bool, typer.Option(help="Add a t-SNE map of the embedding (slow).")]
-Precision = Annotated[
-    str, typer.Option(help="float32, mixed_float16 or mixed_bfloat16 (GPUs with tensor cores).")
-]
-Xla = Annotated[bool, typer.Option(help="XLA-compile the embed step.")]
-BatchSize = Annotated[int, typer.Option(help="Images per forward pass (0: auto).")]
-ShardSize = Annotated[int, typer.Option(help="Images per Parquet file.")]
-Actors = Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")]
-GpusPerActor = Annotated[float, typer.Option(help="GPUs per actor, e.g. 0.5.")]
-MaxRetries = Annotated[int, typer.Option(help="Retries per shard before it fails.")]
-Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
 
 
 @app.callback()
@@ -106,24 +74,24 @@ def _extract_config(image_size: str | None, **fields) -> ExtractConfig:
 
 @app.command()
 def extract(
-    out: Out = X.out,
-    data_dir: DataDir = X.data_dir,
-    dataset: DatasetOpt = X.dataset,
-    backbone: Backbone = X.backbone,
-    weights: Weights = X.weights,
-    image_size: ImageSize = None,  # X.image_size and X.image_size_overrides, as one text
-    limit: Limit = X.limit,
-    batch_size: BatchSize = X.batch_size,
-    precision: Precision = X.precision,
-    xla: Xla = X.xla,
-    shard_size: ShardSize = X.shard_size,
-    seed: Seed = X.seed,
-    actors: Actors = X.actors,
-    gpus_per_actor: GpusPerActor = X.gpus_per_actor,
-    max_retries: MaxRetries = X.max_retries,
-    overwrite: Overwrite = X.overwrite,
-    local: Local = False,
-    address: Address = None,
+    out: opt.Out = X.out,
+    data_dir: opt.DataDir = X.data_dir,
+    dataset: opt.DatasetOpt = X.dataset,
+    backbone: opt.Backbone = X.backbone,
+    weights: opt.Weights = X.weights,
+    image_size: opt.ImageSize = None,  # X.image_size and X.image_size_overrides, as one text
+    limit: opt.Limit = X.limit,
+    batch_size: opt.BatchSize = X.batch_size,
+    precision: opt.Precision = X.precision,
+    xla: opt.Xla = X.xla,
+    shard_size: opt.ShardSize = X.shard_size,
+    seed: opt.Seed = X.seed,
+    actors: opt.Actors = X.actors,
+    gpus_per_actor: opt.GpusPerActor = X.gpus_per_actor,
+    max_retries: opt.MaxRetries = X.max_retries,
+    overwrite: opt.Overwrite = X.overwrite,
+    local: opt.Local = False,
+    address: opt.Address = None,
 ) -> None:
     """Embed every image into OUT/features/<backbone>/ (resumes where it stopped)."""
     options = dict(locals())  # exactly the parameters (first line): `run` passes the same set
@@ -147,7 +115,7 @@ def _with_extract_options(command: Callable) -> Callable:
 
 @app.command()
 def train(
-    out: Out = T.out,
+    out: opt.Out = T.out,
     backbone: Annotated[
         str, typer.Option(help="Backbone(s) to train on, comma-separated (default: all).")
     ] = T.backbone,
@@ -159,19 +127,19 @@ def train(
     val_fraction: Annotated[
         float, typer.Option(help="Validation share of train.")
     ] = T.val_fraction,
-    seed: Seed = T.seed,
-    baselines: Baselines = T.baselines,
-    pixel_baselines: PixelBaselines = T.pixel_baselines,
-    pixel_epochs: PixelEpochs = T.pixel_epochs,
+    seed: opt.Seed = T.seed,
+    baselines: opt.Baselines = T.baselines,
+    pixel_baselines: opt.PixelBaselines = T.pixel_baselines,
+    pixel_epochs: opt.PixelEpochs = T.pixel_epochs,
     data_dir: Annotated[
         str | None, typer.Option(help="Pixels for raw-pixel baselines (default: as extracted).")
     ] = T.data_dir,
-    tsne: Tsne = T.tsne,
+    tsne: opt.Tsne = T.tsne,
     write_report: Annotated[
         bool, typer.Option("--report/--no-report", help="Then write OUT/report/ (jobs/train.py).")
     ] = False,
-    local: Local = False,
-    address: Address = None,
+    local: opt.Local = False,
+    address: opt.Address = None,
 ) -> None:
     """Fit the dense head (Ray Train) and baselines on stored features."""
     from cifar_ray import commands
@@ -189,7 +157,7 @@ def train(
 
 
 @app.command()
-def report(out: Out = DEFAULT_OUT) -> None:
+def report(out: opt.Out = DEFAULT_OUT) -> None:
     """Write OUT/report/ from the trained models and metrics."""
     from cifar_ray import commands
 
@@ -201,10 +169,10 @@ def report(out: Out = DEFAULT_OUT) -> None:
 def run(
     *,
     epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = T.epochs,
-    baselines: Baselines = T.baselines,
-    pixel_baselines: PixelBaselines = T.pixel_baselines,
-    pixel_epochs: PixelEpochs = T.pixel_epochs,
-    tsne: Tsne = T.tsne,
+    baselines: opt.Baselines = T.baselines,
+    pixel_baselines: opt.PixelBaselines = T.pixel_baselines,
+    pixel_epochs: opt.PixelEpochs = T.pixel_epochs,
+    tsne: opt.Tsne = T.tsne,
     **extraction,  # every option of `extract` (see _with_extract_options)
 ) -> None:
     """The whole job: extract, train, report."""
@@ -234,8 +202,8 @@ def inspect(
 
 @app.command()
 def bench(
-    data_dir: DataDir = B.data_dir,
-    dataset: DatasetOpt = B.dataset,
+    data_dir: opt.DataDir = B.data_dir,
+    dataset: opt.DatasetOpt = B.dataset,
     backbone: Annotated[str, typer.Option(help="Registered backbone.")] = B.backbone,
     image_size: Annotated[
         int | None, typer.Option(help="Input size (default: backbone's).")
@@ -243,11 +211,11 @@ def bench(
     images: Annotated[
         int, typer.Option(help="Images to embed (train first, then test).")
     ] = B.images,
-    batch_size: BatchSize = B.batch_size,
+    batch_size: opt.BatchSize = B.batch_size,
     shard_size: Annotated[int, typer.Option(help="Images per shard.")] = B.shard_size,
-    actors: Actors = B.actors,
-    precision: Precision = B.precision,
-    xla: Xla = B.xla,
+    actors: opt.Actors = B.actors,
+    precision: opt.Precision = B.precision,
+    xla: opt.Xla = B.xla,
     rounds: Annotated[
         int, typer.Option(help="Runs of each side; the best counts, as load comes and goes.")
     ] = B.rounds,

@@ -1,0 +1,41 @@
+"""The command line's shared options, declared once: each command names them, and every
+default comes from the config dataclasses (cli.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Out = Annotated[str, typer.Option("--out", help="Output folder or s3:// URI.")]
+DataDir = Annotated[
+    str | None,
+    typer.Option(help="CIFAR folder, its parent, or the .tar.gz (default: download)."),
+]
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="cifar10 or cifar100.")]
+Backbone = Annotated[
+    str, typer.Option(help="Registered name(s), comma-separated, or module:factory.")
+]
+Weights = Annotated[str, typer.Option(help="imagenet, none (seeded random) or a weights file.")]
+ImageSize = Annotated[
+    str | None,
+    typer.Option(help="Upscale 32px to N (default: backbone's); per backbone: 75,resnet50=224."),
+]
+Limit = Annotated[int | None, typer.Option(help="Keep the first N images of each split.")]
+Seed = Annotated[int, typer.Option(help="Seed for random weights, splits and training.")]
+Local = Annotated[bool, typer.Option("--local", help="Start an embedded Ray on this machine.")]
+Address = Annotated[str | None, typer.Option(help="Ray cluster address (default: auto).")]
+Baselines = Annotated[bool, typer.Option(help="Also fit scikit-learn baselines.")]
+PixelBaselines = Annotated[bool, typer.Option(help="Also train an MLP and a CNN on raw pixels.")]
+PixelEpochs = Annotated[int, typer.Option(help="Raw-pixel model epochs.")]
+Tsne = Annotated[bool, typer.Option(help="Add a t-SNE map of the embedding (slow).")]
+Precision = Annotated[
+    str, typer.Option(help="float32, mixed_float16 or mixed_bfloat16 (GPUs with tensor cores).")
+]
+Xla = Annotated[bool, typer.Option(help="XLA-compile the embed step.")]
+BatchSize = Annotated[int, typer.Option(help="Images per forward pass (0: auto).")]
+ShardSize = Annotated[int, typer.Option(help="Images per Parquet file.")]
+Actors = Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")]
+GpusPerActor = Annotated[float, typer.Option(help="GPUs per actor, e.g. 0.5.")]
+MaxRetries = Annotated[int, typer.Option(help="Retries per shard before it fails.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
