@@ -90,6 +90,13 @@ def extract(
     gpus_per_actor: opt.GpusPerActor = X.gpus_per_actor,
     max_retries: opt.MaxRetries = X.max_retries,
     overwrite: opt.Overwrite = X.overwrite,
+    data: opt.Data = X.data,
+    resize: opt.Resize = X.resize,
+    test_fraction: opt.TestFraction = X.test_fraction,
+    image_column: opt.ImageColumn = X.image_column,
+    label_column: opt.LabelColumn = X.label_column,
+    strict: opt.Strict = X.strict,
+    max_pixels: opt.MaxPixels = X.max_pixels,
     local: opt.Local = False,
     address: opt.Address = None,
 ) -> None:

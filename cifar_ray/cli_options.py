@@ -39,3 +39,23 @@ Actors = Annotated[int | None, typer.Option(help="Embedder actors (default: auto
 GpusPerActor = Annotated[float, typer.Option(help="GPUs per actor, e.g. 0.5.")]
 MaxRetries = Annotated[int, typer.Option(help="Retries per shard before it fails.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
+Data = Annotated[
+    str | None,
+    typer.Option(
+        help="Your own images: a folder tree, Parquet files or WebDataset tars "
+        "(local or s3://); CIFAR when not given."
+    ),
+]
+Resize = Annotated[
+    str | None,
+    typer.Option(help="squash, center-crop or pad (default: center-crop; CIFAR: squash)."),
+]
+TestFraction = Annotated[
+    float, typer.Option(help="Test share of each class when --data names no splits.")
+]
+ImageColumn = Annotated[str, typer.Option(help="Parquet inputs: the encoded image column.")]
+LabelColumn = Annotated[str, typer.Option(help="Parquet inputs: the label column.")]
+Strict = Annotated[bool, typer.Option(help="A bad image fails its shard instead of skipped.")]
+MaxPixels = Annotated[
+    int | None, typer.Option(help="Larger images are bad (default: Pillow's bomb limit).")
+]

@@ -15,6 +15,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 WEIGHTS_KEYWORDS = ("imagenet", "none")
 DATASETS = ("cifar10", "cifar100")  # source.cifar.SOURCES holds what each one is
+RESIZES = ("squash", "center-crop", "pad")  # how an image of any shape becomes size x size
 
 
 def check_dataset(name: str) -> None:
@@ -56,13 +57,22 @@ class ExtractConfig:
     in_flight: int = 2  # shards queued per actor so the device never waits on the host
     max_retries: int = 3
     overwrite: bool = False
+    # Your own images (source/images): --data names them; CIFAR stays the default without it.
+    data: str | None = None  # an image folder tree, Parquet files or WebDataset tars
+    resize: str | None = None  # None: squash for CIFAR (as always), center-crop for images
+    test_fraction: float = 0.2  # per class, seeded, when the input names no splits
+    image_column: str = "image"  # Parquet inputs
+    label_column: str = "label"
+    strict: bool = False  # a bad image fails its shard instead of being skipped and listed
+    max_pixels: int | None = None  # None: Pillow's decompression-bomb limit
 
     def __post_init__(self) -> None:
         _check_out(self.out)
-        for name in ("out", "data_dir"):
+        for name in ("out", "data_dir", "data"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
         object.__setattr__(self, "weights", absolute(self.weights, WEIGHTS_KEYWORDS))
         check_dataset(self.dataset)
+        self._check_images()
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"--limit must be a positive number of images, got {self.limit}")
         if self.batch_size < 0:
@@ -79,6 +89,20 @@ class ExtractConfig:
             raise UserError(f"--max-retries must be 0 or more, got {self.max_retries}")
         if not 0 < self.gpus_per_actor <= 8:
             raise UserError(f"--gpus-per-actor must be in (0, 8], got {self.gpus_per_actor}")
+
+    def _check_images(self) -> None:
+        if self.data is not None and self.data_dir is not None:
+            raise UserError("--data names your images and --data-dir CIFAR's files; give one")
+        if self.resize is not None and self.resize not in RESIZES:
+            raise UserError(f"--resize must be one of {', '.join(RESIZES)}, got {self.resize!r}")
+        if not 0 < self.test_fraction < 1:
+            raise UserError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
+        if self.max_pixels is not None and self.max_pixels <= 0:
+            raise UserError(f"--max-pixels must be positive, got {self.max_pixels}")
+
+    @property
+    def resize_mode(self) -> str:
+        return self.resize or ("center-crop" if self.data else "squash")
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,12 @@ is into an ImageDataset: no image bytes) and `read_items` in an actor (one shard
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pyarrow.parquet as pq
 
+from cifar_ray.source.decode import BadImage, Decoder
 from cifar_ray.source.images import folder, parquet_files, webdataset
 from cifar_ray.source.images.dataset import ImageDataset, Item
 from cifar_ray.source.images.listing import list_input
@@ -63,3 +67,35 @@ def _bytes_of(value) -> bytes:
     if isinstance(value, dict):
         value = value.get("bytes")
     return value or b""
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """How an actor turns a shard's items into pixels: one per plan, small and picklable."""
+
+    uri: str
+    size: int
+    resize: str
+    max_pixels: int | None
+    strict: bool
+    image_column: str = "image"
+
+
+def shard_pixels(spec: ReadSpec, items: list[Item], decoder: Decoder):
+    """(pixels of the good images, their indices in `items`, [path, reason] of the bad ones).
+    With `spec.strict` a bad image raises BadImage: the shard fails, naming it."""
+    blobs = read_items(spec.uri, items, spec.image_column)
+    todo = [i for i, b in enumerate(blobs) if not isinstance(b, Missing)]
+    decoded = dict(zip(todo, decoder.decode([blobs[i] for i in todo], spec.size, spec.resize,
+                                            spec.max_pixels), strict=True))  # fmt: skip
+    good, bad = [], []
+    for i, item in enumerate(items):
+        outcome = decoded.get(i, blobs[i])
+        if isinstance(outcome, Exception):
+            if spec.strict:
+                raise BadImage(f"{item.path}: {outcome} (--strict)")
+            bad.append((item.path, str(outcome)))
+        else:
+            good.append(i)
+    pixels = np.stack([decoded[i] for i in good]) if good else None
+    return pixels, good, bad
