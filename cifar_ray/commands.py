@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from rich.markup import escape
+
 from cifar_ray import progress
 from cifar_ray.background import InBackground
 from cifar_ray.config import ExtractConfig, TrainConfig, backbone_names
@@ -230,8 +232,13 @@ def inspect(out: str) -> bool:
                 f"[yellow]{name}[/yellow] stray file, not part of the result "
                 f"(the next extract removes it): {path}"
             )
+        for key, path, reason in counts.get("bad", []):  # skipped, not a fault of the store
+            progress.console.print(f"[yellow]{name}[/yellow] bad image in {key}, skipped: "
+                                   f"{escape(path)}: {escape(reason)}")  # fmt: skip
         if counts.get("strays"):
             status += f", {len(counts['strays'])} stray"
+        if counts.get("bad"):
+            status += f", {len(counts['bad'])} bad images skipped"
         rows.append(
             [name, *(counts.get(k) for k in ("shards", "rows", "dim", "fingerprint")), status]
         )

@@ -63,3 +63,43 @@ def write_webdataset(root: Path, data: dict) -> Path:
                     tar.addfile(info, io.BytesIO(body))
     (root / "classes.txt").write_text("\n".join(cifar.CLASSES) + "\n")
     return root
+
+
+BAD_KINDS = ("zero-byte", "truncated", "not-an-image", "one-pixel", "bomb")
+BOMB_LIMIT = 20_000_000  # --max-pixels for tests: more than 4000x3000, less than the bomb
+
+
+def write_bad(folder: Path, pixels: np.ndarray) -> list[str]:
+    """One file of each bad kind in `folder` (a class folder); their names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = encode(pixels, "JPEG")
+    bodies = {
+        "zero-byte.jpg": b"",
+        "truncated.jpg": good[: len(good) // 2],
+        "not-an-image.png": b"this is text, not a picture\n" * 10,
+        "one-pixel.png": encode(np.zeros((1, 1, 3), np.uint8)),
+        "bomb.png": encode(np.zeros((5000, 4500, 3), np.uint8)),
+    }
+    for name, body in bodies.items():
+        (folder / name).write_bytes(body)
+    return sorted(bodies)
+
+
+def write_odd_modes(folder: Path, pixels: np.ndarray) -> list[str]:
+    """Good images in every colour mode and from 16x16 to 4000x3000: all must decode."""
+    folder.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(pixels)
+    made = {
+        "gray.png": img.convert("L"),
+        "rgba.png": img.convert("RGBA"),
+        "palette.gif": img.convert("P"),
+        "cmyk.jpg": img.convert("CMYK"),
+        "sixteen-bit.png": img.convert("L").convert("I;16"),
+        "tiny.bmp": img.resize((16, 16)),
+        "large.jpg": img.resize((4000, 3000)),
+        "wide.webp": img.resize((300, 100)),
+        "scan.tif": img.resize((64, 48)),
+    }
+    for name, picture in made.items():
+        picture.save(folder / name)
+    return sorted(made)

@@ -52,9 +52,11 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
             problems.append(f"{shard.key}: no {COARSE} column (CIFAR-100's superclass)")
     if len(dims) > 1:
         problems.append(f"feature dimensions differ between shards: {sorted(dims)}")
+    records = [r for s in shards if (r := store.record(s)) and r.fingerprint == fid]
     counts = {
         "shards": len(shards),
-        "rows": sum(s.rows for s in shards),
+        "rows": sum(s.rows for s in shards) - sum(len(r.bad) for r in records),
+        "bad": [(r.key, path, reason) for r in records for path, reason in r.bad],
         "dim": next(iter(dims), 0),
         "fingerprint": fid,
         "strays": store.strays(shards),
@@ -67,7 +69,7 @@ class StoreCheck:
     """One backbone's store as `inspect` found it."""
 
     backbone: str
-    counts: dict  # shards, rows, dim, fingerprint, strays (see `check`)
+    counts: dict  # shards, rows, dim, fingerprint, strays, bad images (see `check`)
     problems: list[str]
 
     @property
