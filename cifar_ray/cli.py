@@ -89,6 +89,7 @@ def extract(
     actors: opt.Actors = X.actors,
     gpus_per_actor: opt.GpusPerActor = X.gpus_per_actor,
     max_retries: opt.MaxRetries = X.max_retries,
+    shard_timeout: opt.ShardTimeout = X.shard_timeout,
     overwrite: opt.Overwrite = X.overwrite,
     local: opt.Local = False,
     address: opt.Address = None,

@@ -16,6 +16,11 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 WEIGHTS_KEYWORDS = ("imagenet", "none")
 DATASETS = ("cifar10", "cifar100")  # source.cifar.SOURCES holds what each one is
 
+# The shard watchdog (extract/watchdog.py): an actor that holds shards and makes no progress
+# for FACTOR x the slowest shard so far (before any: x its warm-up), at least MIN_S, is stuck.
+SHARD_TIMEOUT_FACTOR = 10.0
+SHARD_TIMEOUT_MIN_S = 60.0
+
 
 def check_dataset(name: str) -> None:
     if name not in DATASETS:
@@ -55,6 +60,7 @@ class ExtractConfig:
     gpus_per_actor: float = 1.0  # used only where the cluster has GPUs
     in_flight: int = 2  # shards queued per actor so the device never waits on the host
     max_retries: int = 3
+    shard_timeout: float | None = None  # seconds without progress; None: from measurements
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -77,6 +83,8 @@ class ExtractConfig:
             raise UserError(f"--actors must be positive, got {self.actors}")
         if self.max_retries < 0:
             raise UserError(f"--max-retries must be 0 or more, got {self.max_retries}")
+        if self.shard_timeout is not None and not 0 < self.shard_timeout < math.inf:
+            raise UserError(f"--shard-timeout must be positive seconds, got {self.shard_timeout}")
         if not 0 < self.gpus_per_actor <= 8:
             raise UserError(f"--gpus-per-actor must be in (0, 8], got {self.gpus_per_actor}")
 

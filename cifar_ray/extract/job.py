@@ -228,7 +228,8 @@ def execute(
             outcome = distributor.run(
                 p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
                 actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
-                in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
+                in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries,
+                shard_timeout=p.cfg.shard_timeout, on_shard=published,
                 pixels=pixels, launched=launched,
             )  # fmt: skip
         except BaseException:  # interrupted or failed: still leave only the result behind
