@@ -159,7 +159,7 @@ def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tu
     --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
     before anything is deleted."""
     fid = fingerprint.fingerprint_id(fields)
-    existing = store.read_fingerprint(replacing=overwrite)  # corrupt + --overwrite: {}
+    _, existing = store.read_claim(replacing=overwrite)  # corrupt + --overwrite: {}
     if existing is None or existing.get("id") == fid:
         return fields, fid
     legacy = _legacy(store, existing, fields)
