@@ -17,6 +17,14 @@ WEIGHTS_KEYWORDS = ("imagenet", "none")
 DATASETS = ("cifar10", "cifar100")  # source.cifar.SOURCES holds what each one is
 
 
+# Decoding images (source/decode.py). Pillow's own limit, Image.MAX_IMAGE_PIXELS: the size
+# past which it calls a file a decompression bomb (~ a 9,500 x 9,500 image, 268 MB as RGB).
+RESIZE_MODES = ("squash", "center-crop", "pad")
+DEFAULT_RESIZE = "center-crop"  # the ImageNet evaluation convention; CIFAR keeps "squash"
+MAX_PIXELS = 89_478_485
+DECODE_THREADS: int | None = None  # None: one per CPU this process may run on
+
+
 def check_dataset(name: str) -> None:
     if name not in DATASETS:
         raise UserError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}")
