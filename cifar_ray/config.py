@@ -22,6 +22,14 @@ SHARD_TIMEOUT_FACTOR = 10.0
 SHARD_TIMEOUT_MIN_S = 60.0
 
 
+# Decoding images (source/decode.py). Pillow's own limit, Image.MAX_IMAGE_PIXELS: the size
+# past which it calls a file a decompression bomb (~ a 9,500 x 9,500 image, 268 MB as RGB).
+RESIZE_MODES = ("squash", "center-crop", "pad")
+DEFAULT_RESIZE = "center-crop"  # the ImageNet evaluation convention; CIFAR keeps "squash"
+MAX_PIXELS = 89_478_485
+DECODE_THREADS: int | None = None  # None: one per CPU this process may run on
+
+
 def check_dataset(name: str) -> None:
     if name not in DATASETS:
         raise UserError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}")
