@@ -39,3 +39,4 @@ Actors = Annotated[int | None, typer.Option(help="Embedder actors (default: auto
 GpusPerActor = Annotated[float, typer.Option(help="GPUs per actor, e.g. 0.5.")]
 MaxRetries = Annotated[int, typer.Option(help="Retries per shard before it fails.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON, for scripts.")]
