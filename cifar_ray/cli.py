@@ -199,11 +199,11 @@ def inspect(
     as_json: opt.Json = False,
 ) -> None:
     """Check a feature store: schema, rows, checksums, fingerprints, missing shards."""
-    from cifar_ray import commands
+    from cifar_ray import listings
 
     if path and out != DEFAULT_OUT and path != out:
         raise UserError(f"OUT given twice: {path} and --out {out}; give one")
-    if not commands.inspect(path or out, as_json):
+    if not listings.inspect(path or out, as_json):
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -253,9 +253,9 @@ def list_backbones(
     as_json: opt.Json = False,
 ) -> None:
     """List the registered backbones."""
-    from cifar_ray import commands
+    from cifar_ray import listings
 
-    commands.list_backbones(files, as_json)
+    listings.list_backbones(files, as_json)
 
 
 _received: list[int] = []  # the signals that stopped us, for the exit message and code

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from cifar_ray import commands, progress
+from cifar_ray import listings, progress
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
 from cifar_ray.store.manifest import Manifest
@@ -68,7 +68,7 @@ def test_every_message_path_prints_bracketed_text_as_written(capsys):
     progress.say(BRACKETED, tag=f"store{BRACKETED}", style="red")
     with progress.status(BRACKETED):
         pass
-    commands._list_hub_backbones(files=True)  # a message of ours, through the same path
+    listings._list_hub_backbones(files=True)  # a message of ours, through the same path
     err = capsys.readouterr().err
     assert f"store{BRACKETED} {BRACKETED}" in err
 
@@ -77,8 +77,8 @@ def test_a_missing_extra_is_named_with_its_brackets(monkeypatch, capsys):
     from cifar_ray.embed import hub
 
     def missing():
-        raise commands.UserError('install the extra: pip install -e ".[hub]"')
+        raise listings.UserError('install the extra: pip install -e ".[hub]"')
 
     monkeypatch.setattr(hub, "families", missing)
-    commands._list_hub_backbones(files=False)
+    listings._list_hub_backbones(files=False)
     assert 'pip install -e ".[hub]"' in capsys.readouterr().err
