@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 
 from cifar_ray import progress
 from cifar_ray.background import InBackground
 from cifar_ray.config import ExtractConfig, TrainConfig, backbone_names
-from cifar_ray.errors import ExtractionFailed
+from cifar_ray.errors import ExtractionFailed, UserError
 from cifar_ray.extract import job
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.source import cifar
@@ -23,6 +24,7 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
     cfgs = backbone_configs(cfg)
     first = next((one for one in cfgs if not _looks_done(one)), None)
+    progress.phase(f"reading {cfg.dataset} from {cfg.data_dir or 'the download cache'}")
     if first is None or cfg.data_dir is None:  # a finished store, or a download: as before
         return _extract(
             cfgs, cifar.load(cfg.data_dir, cfg.limit, cfg.dataset), local, address, verbose
@@ -36,6 +38,7 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
         launched = job.launch(first)
         try:
             dataset = reading.result()  # archive errors first, with nothing written
+            progress.phase(f"read {sum(len(s.labels) for s in dataset.splits.values())} images")
         except BaseException:
             launched.shutdown()
             raise
@@ -46,11 +49,28 @@ def backbone_configs(cfg: ExtractConfig) -> list[ExtractConfig]:
     """One config per backbone. What a user can get wrong without data (the --out URI,
     unknown backbones, sizes, weights paths) fails here, before Ray starts."""
     Location(cfg.out).check()
+    check_data_dir(cfg.data_dir)
     _check_overrides(cfg)
     cfgs = [cfg_for(cfg, name) for name in _each_once(backbone_names(cfg.backbone))]
     for one in cfgs:
         job.embedder_spec(one)
     return cfgs
+
+
+def check_data_dir(data_dir: str | None) -> None:
+    """A --data-dir that is not there or cannot be read is refused by a stat, at once: the
+    read itself overlaps Ray's start, so a typo would otherwise cost Ray's start-up first."""
+    if data_dir is None:
+        return
+    path = os.path.expanduser(data_dir)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"--data-dir {data_dir}: no such file or directory") from None
+    except OSError as exc:
+        raise UserError(f"--data-dir {data_dir}: cannot be read ({exc.strerror})") from None
+    if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
+        raise UserError(f"--data-dir {data_dir}: cannot be read (permission denied)")
 
 
 def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, address: str | None,
@@ -136,9 +156,9 @@ def _extract_one(p: job.ExtractionPlan, pixels, launched=None) -> job.Extraction
         done = f"{p.skipped} of {len(p.shards)} shards already done, skipped"
         progress.say(f"{p.backbone.name}: {done}")
     total = sum(s.rows for s in p.todo)
-    with progress.image_bar(f"embed {p.backbone.name}", total) as advance:
-        return job.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels,
-                           launched=launched)  # fmt: skip
+    with progress.image_bar(f"embed {p.backbone.name}", total) as bar:
+        return job.execute(p, on_shard=lambda record: bar.done(record.rows), pixels=pixels,
+                           launched=launched, on_embedding=bar.embedding)  # fmt: skip
 
 
 def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
@@ -147,11 +167,8 @@ def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
          s.images_per_s]
         for s in summaries
     ]  # fmt: skip
-    progress.table(
-        "extraction",
-        ["backbone", "shards", "computed", "skipped", "failed", "images", "seconds", "img/s"],
-        rows,
-    )
+    columns = ["backbone", "shards", "computed", "skipped", "failed", "images", "seconds"]
+    progress.table("extraction", [*columns, "img/s whole job"], rows)
 
 
 def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,

@@ -10,9 +10,10 @@ import sys
 
 SCRIPT = """
 from cifar_ray import progress
-with progress.image_bar("embed toy", 5) as advance:
+with progress.image_bar("embed toy", 5) as bar:
+    bar.embedding(1)  # a batch of a shard in flight
     for n in (2, 3):
-        advance(n)
+        bar.done(n)
 progress.table("speeds", ["backbone", "images", "seconds", "img/s", "note"], [
     ["resnet50", 7, 12345.6, 0.123456, None],
     ["vgg16", 40, -2500.0, 999.94, "ok"],
