@@ -43,3 +43,4 @@ ShardTimeout = Annotated[
     typer.Option(help="Seconds an actor may hold shards without progress (default: derived)."),
 ]
 Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON, for scripts.")]
