@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from cifar_ray import cli_options as opt
+from cifar_ray import commands_audit
 from cifar_ray.config import (
     DEFAULT_OUT,
     BenchConfig,
@@ -189,6 +190,9 @@ def run(
         tsne=tsne,
     )  # fmt: skip
     commands.run(xcfg, tcfg, local=local, address=address, verbose=_state["verbose"])
+
+
+app.command(name="neighbours")(commands_audit.neighbours_command)
 
 
 @app.command()

@@ -158,6 +158,44 @@ class BenchConfig:
             )
 
 
+@dataclass(frozen=True)
+class AuditConfig:
+    """`cifar-ray neighbours`: the k nearest training images of every test image, and the
+    near-duplicates across splits (`cifar_ray.audit`)."""
+
+    out: str = DEFAULT_OUT
+    backbone: str = ""  # comma-separated stores; empty: every store in OUT
+    data_dir: str | None = None  # pixels for exact duplicates; default: as extracted
+    k: int = 10  # neighbours kept per image
+    duplicate_threshold: float | None = None  # None: chosen from the data (audit.threshold)
+    threshold_floor: float = 0.9  # the data's gap is looked for above this similarity only
+    fallback_threshold: float = 0.97  # when the data shows no gap above the floor
+    index: str = "auto"  # exact, approximate, or auto (approximate when exact would be slow)
+    query_block: int = 4096  # queries searched at once: bounds the similarity block in memory
+    base_block: int = 65_536  # training rows per block when the search is split (Ray tasks)
+    nlist: int = 0  # IVF lists; 0: 4 x sqrt(train rows)
+    nprobe: int = 16  # IVF lists searched per query
+    recall_sample: int = 500  # test queries whose approximate result is checked against exact
+    within_train: bool = True  # also duplicates inside the training set (a train x train pass)
+
+    def __post_init__(self) -> None:
+        _check_out(self.out)
+        for name in ("out", "data_dir"):
+            object.__setattr__(self, name, absolute(getattr(self, name)))
+        if self.k <= 0 or self.query_block <= 0 or self.base_block <= 0:
+            raise UserError("--k, query and base blocks must be positive")
+        if self.index not in INDEX_KINDS:
+            raise UserError(f"--index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
+        t = self.duplicate_threshold
+        if t is not None and not -1 <= t <= 1:
+            raise UserError(
+                f"--duplicate-threshold must be a cosine similarity in [-1, 1], got {t}"
+            )
+
+
+INDEX_KINDS = ("auto", "exact", "approximate")
+
+
 def backbone_names(value: str, *, required: bool = True) -> list[str]:
     """`--backbone resnet50, mobilenetv2`: the names, trimmed, empty ones dropped. Extraction
     needs one (`required`); training takes none to mean every store in OUT."""
