@@ -21,6 +21,8 @@ USAGE_ERRORS = {
         (["--limit", "abc"], "'--limit'"),
         (["--batch-size", "1.5"], "'--batch-size'"),
         (["--limit"], "'--limit' requires an argument"),
+        (["--test-fraction", "x"], "'--test-fraction'"),
+        (["--max-pixels", "1.5"], "'--max-pixels'"),
     ],
     "train": [
         (["--bogus"], "--bogus"),
@@ -193,7 +195,8 @@ def test_signals_keep_their_exit_codes_and_message(signum, code, word):
 
 # --- every default comes from the config dataclasses ------------------------------------------
 # Flags that are no config field: how to reach Ray, and what to do next.
-NOT_CONFIG = {"local": False, "address": None, "write_report": False, "files": False}
+NOT_CONFIG = {"local": False, "address": None, "write_report": False, "files": False,
+              "as_json": False, "path": None}  # fmt: skip
 RUN_TRAIN_FIELDS = {
     "epochs",
     "baselines",

@@ -4,11 +4,14 @@ colour mode and size, bad images named, and the same inputs on an S3 server (mot
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cifar_ray.bench.image_folder import encode
+from cifar_ray.config import MAX_PIXELS, ExtractConfig
 from cifar_ray.errors import StorageError, UserError
 from cifar_ray.source import cifar
 from cifar_ray.source.decode import BadImage, Decoder
@@ -21,15 +24,16 @@ PER_SPLIT = 12
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, cifar_archive) -> dict[str, Path]:
+def inputs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inputs")
-    data = image_files.samples(cifar_archive, PER_SPLIT)
-    return {
-        "folder": image_files.write_folder(root / "folder", data),
-        "jpeg-classes": image_files.write_folder(root / "classes", {"": data["train"]}, "JPEG"),
-        "parquet": image_files.write_parquet(root / "parquet", data),
-        "webdataset": image_files.write_webdataset(root / "wds", data),
-    }
+    n = PER_SPLIT
+    image_files.write_folder_tree(root / "folder", n, n)
+    image_files.write_folder_tree(root / "classes", n, 0, "jpeg", layout="flat")
+    image_files.write_hf_parquet(root / "parquet", n, n, label="str")
+    image_files.write_webdataset(root / "wds", n, n, shard_size=8)
+    (root / "wds" / "classes.txt").write_text("\n".join(cifar.CLASSES))  # a names file
+    names = {"folder": "folder", "jpeg-classes": "classes", "parquet": "parquet"}
+    return {**{k: root / v for k, v in names.items()}, "webdataset": root / "wds"}
 
 
 def _open(uri: str, **kw) -> read.ImageDataset:
@@ -38,15 +42,16 @@ def _open(uri: str, **kw) -> read.ImageDataset:
 
 
 @pytest.mark.parametrize("kind", ["folder", "parquet", "webdataset"])
-def test_each_reader_lists_the_splits_labels_and_class_names(inputs, kind, cifar_archive):
+def test_each_reader_lists_the_splits_labels_and_class_names(inputs, kind):
     ds = _open(str(inputs[kind]))
-    expected = cifar.load(str(cifar_archive), PER_SPLIT).splits
-    present = sorted({cifar.CLASSES[i] for s in expected.values() for i in s.labels})
-    # Folder names are the classes found; Parquet's schema and classes.txt name all ten.
-    assert ds.kind == kind and ds.classes == (tuple(present) if kind == "folder" else cifar.CLASSES)
+    expected = image_files.splits(PER_SPLIT, PER_SPLIT)
+    present = sorted({cifar.CLASSES[i] for _, labels in expected.values() for i in labels})
+    # Folder names and string labels are the classes found; classes.txt names all ten.
+    assert ds.kind == kind
+    assert ds.classes == (cifar.CLASSES if kind == "webdataset" else tuple(present))
     assert {k: len(v) for k, v in ds.splits.items()} == {"train": PER_SPLIT, "test": PER_SPLIT}
     names = [ds.classes[i] for i in ds.splits["test"].labels]
-    assert sorted(names) == sorted(cifar.CLASSES[i] for i in expected["test"].labels)
+    assert sorted(names) == sorted(cifar.CLASSES[i] for i in expected["test"][1])
     pixels, good, bad = read.shard_pixels(read.ReadSpec(ds.uri, 40, "center-crop", None, False),
                                           list(ds.splits["test"].items), Decoder())  # fmt: skip
     assert pixels.shape == (PER_SPLIT, 40, 40, 3) and good == list(range(PER_SPLIT)) and not bad
@@ -64,28 +69,27 @@ def test_class_folders_without_splits_are_split_per_class_and_seeded(inputs):
             assert (ds.splits["train"].labels == label).any()
 
 
-def test_images_without_class_folders_are_unlabelled(tmp_path, cifar_archive):
-    images = image_files.samples(cifar_archive, 3)["test"][0]
-    for i, pixels in enumerate(images):
-        (tmp_path / f"{i}.png").write_bytes(image_files.encode(pixels))
+def test_images_without_class_folders_are_unlabelled(tmp_path):
+    for i, pixels in enumerate(image_files.splits(0, 3)["test"][0]):
+        (tmp_path / f"{i}.png").write_bytes(encode(pixels))
     ds = _open(str(tmp_path))
     assert not ds.labelled and list(ds.splits) == ["train"]
     assert (ds.splits["train"].labels == -1).all()
 
 
-def test_every_colour_mode_and_size_decodes_and_every_bad_kind_is_named(tmp_path, cifar_archive):
-    pixels = image_files.samples(cifar_archive, 1)["test"][0][0]
-    odd = image_files.write_odd_modes(tmp_path / "odd", pixels)
-    bad = image_files.write_bad(tmp_path / "bad", pixels)
-    items = [Item(n, str(tmp_path / "odd" / n)) for n in odd]
-    items += [Item(n, str(tmp_path / "bad" / n)) for n in bad]
+def test_every_colour_mode_and_size_decodes_and_every_bad_kind_is_named(tmp_path):
+    odd = image_files.write_odd_images(tmp_path / "odd")
+    bad = image_files.write_bad_images(tmp_path / "bad")
+    items = [Item(o.path.name, str(o.path)) for o in odd]
+    items += [Item(path.name, str(path)) for path in bad]
     items.append(Item("gone.jpg", str(tmp_path / "gone.jpg")))  # removed since it was listed
-    spec = read.ReadSpec(str(tmp_path), 32, "pad", image_files.BOMB_LIMIT, False)
+    spec = read.ReadSpec(str(tmp_path), 32, "pad", MAX_PIXELS, False)
     out, good, skipped = read.shard_pixels(spec, items, Decoder())
     assert out.shape == (len(odd), 32, 32, 3) and good == list(range(len(odd)))
     reasons = dict(skipped)
-    assert sorted(reasons) == sorted([*bad, "gone.jpg"])
-    assert "zero-byte" in reasons["zero-byte.jpg"] and "pixels" in reasons["bomb.png"]
+    assert sorted(reasons) == sorted([*(p.name for p in bad), "gone.jpg"])
+    for path, kind in bad.items():
+        assert reasons[path.name].startswith(kind), (path.name, reasons[path.name])
     assert "no such file" in reasons["gone.jpg"]
     with pytest.raises(BadImage, match="--strict"):
         read.shard_pixels(read.ReadSpec(**{**spec.__dict__, "strict": True}), items, Decoder())
@@ -158,3 +162,17 @@ def test_a_storage_error_is_not_a_bad_image(s3_inputs):
     finally:
         os.environ.update(saved)
         set_auth(s3_inputs, enforced=False)
+
+
+@pytest.mark.parametrize(
+    ("fields", "shown"),
+    [
+        ({"resize": "zoom"}, "--resize must be one of squash, center-crop, pad"),
+        ({"test_fraction": 1.5}, "--test-fraction must be in (0, 1)"),
+        ({"data_dir": "/x"}, "give one"),
+        ({"max_pixels": 0}, "--max-pixels must be positive"),
+    ],
+)
+def test_image_options_are_checked_before_anything_runs(fields, shown):
+    with pytest.raises(UserError, match=re.escape(shown)):
+        ExtractConfig(data="/photos", **fields)

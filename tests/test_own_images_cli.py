@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pytest
 
+from cifar_ray.bench.image_folder import encode
 from cifar_ray.source import cifar
 from tests import image_files
 from tests.conftest import kill_group, run_cli, start_cli
@@ -36,19 +37,13 @@ def _store(out: Path, name: str) -> Path:
     return out / "features" / f"smallcnn@{name}"
 
 
-@pytest.fixture(scope="module")
-def data(cifar_archive):
-    return image_files.samples(cifar_archive, PER_SPLIT)
-
-
-def test_an_image_folder_runs_end_to_end_with_bad_images_named(tmp_path, data):
-    photos = image_files.write_folder(tmp_path / "photos", data, "JPEG")
-    pixels = data["test"][0][0]
-    bad = image_files.write_bad(photos / "test" / "cat", pixels)
-    odd = image_files.write_odd_modes(photos / "train" / "dog", pixels)
+def test_an_image_folder_runs_end_to_end_with_bad_images_named(tmp_path):
+    photos = tmp_path / "photos"
+    image_files.write_folder_tree(photos, PER_SPLIT, PER_SPLIT, "jpeg")
+    bad = [path.name for path in image_files.write_bad_images(photos / "test" / "cat")]
+    odd = image_files.write_odd_images(photos / "train" / "dog")
     out = tmp_path / "out"
-    args = ["--local", "--data", photos, "--out", out, "--max-pixels",
-            str(image_files.BOMB_LIMIT), *TINY]  # fmt: skip
+    args = ["--local", "--data", photos, "--out", out, *TINY]
     done = run_cli("run", *args, "--epochs", "1", "--no-baselines", "--no-pixel-baselines")
     assert done.returncode == 0, done.stderr[-3000:]
     store = _store(out, "photos")
@@ -66,7 +61,8 @@ def test_an_image_folder_runs_end_to_end_with_bad_images_named(tmp_path, data):
     assert all(name in shown.stderr for name in bad), shown.stderr[-2000:]
     assert f"{len(bad)} bad images skipped" in " ".join(shown.stderr.split())
 
-    (photos / "test" / "cat" / "new.jpg").write_bytes(image_files.encode(pixels, "JPEG"))
+    pixels = image_files.sample().splits["test"].images[0]
+    (photos / "test" / "cat" / "new.jpg").write_bytes(encode(pixels, "jpeg"))
     refused = run_cli("extract", *args)
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "1 added, 0 removed, 0 changed" in refused.stderr
@@ -75,13 +71,14 @@ def test_an_image_folder_runs_end_to_end_with_bad_images_named(tmp_path, data):
     assert "test/cat/new.jpg" in _rows(store / "test")["path"]
 
 
-def test_killed_actor_on_parquet_in_s3_gives_every_image_once(tmp_path, data):
+def test_killed_actor_on_parquet_in_s3_gives_every_image_once(tmp_path):
     import boto3
     import pyarrow.fs as pafs
 
     from tests.moto_s3 import moto_server
 
-    local = image_files.write_parquet(tmp_path / "hf", data)
+    local = tmp_path / "hf"
+    image_files.write_hf_parquet(local, PER_SPLIT, PER_SPLIT)
     with moto_server("photos") as env:
         s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
@@ -116,8 +113,10 @@ def test_killed_actor_on_parquet_in_s3_gives_every_image_once(tmp_path, data):
             assert len(set(rows["path"])) == PER_SPLIT
 
 
-def test_a_webdataset_rerun_skips_every_shard_and_keeps_every_image_once(tmp_path, data):
-    wds = image_files.write_webdataset(tmp_path / "wds", data)
+def test_a_webdataset_rerun_skips_every_shard_and_keeps_every_image_once(tmp_path):
+    wds = tmp_path / "wds"
+    image_files.write_webdataset(wds, PER_SPLIT, PER_SPLIT, shard_size=16)
+    data = image_files.splits(PER_SPLIT, PER_SPLIT)
     out = tmp_path / "out"
     args = ["extract", "--local", "--data", wds, "--out", out, *TINY, "--resize", "squash"]
     first = run_cli(*args)

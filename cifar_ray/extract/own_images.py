@@ -11,7 +11,7 @@ import numpy as np
 from cifar_ray.config import ExtractConfig
 from cifar_ray.errors import UserError
 from cifar_ray.source import cifar
-from cifar_ray.source.decode import DEFAULT, Decoder
+from cifar_ray.source.decode import Decoder
 from cifar_ray.source.images import read
 from cifar_ray.source.images.dataset import ImageDataset
 from cifar_ray.source.images.listing import dataset_name
@@ -39,8 +39,7 @@ def load(cfg: ExtractConfig) -> Dataset:
 
 
 def read_spec(cfg: ExtractConfig, size: int) -> read.ReadSpec:
-    max_pixels = cfg.max_pixels or DEFAULT
-    return read.ReadSpec(cfg.data, size, cfg.resize_mode, max_pixels, cfg.strict,
+    return read.ReadSpec(cfg.data, size, cfg.resize_mode, cfg.max_pixels, cfg.strict,
                          cfg.image_column)  # fmt: skip
 
 
@@ -49,7 +48,7 @@ def fingerprint_fields(cfg: ExtractConfig, dataset: Dataset) -> dict:
     if not isinstance(dataset, ImageDataset):
         return {}
     images = {"read": dataset.settings, "classes": list(dataset.classes),
-              "max_pixels": cfg.max_pixels or DEFAULT, "decoder": "pillow"}  # fmt: skip
+              "max_pixels": cfg.max_pixels, "decoder": "pillow"}  # fmt: skip
     return {"resize": cfg.resize_mode, "images": images}
 
 
