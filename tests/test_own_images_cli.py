@@ -59,7 +59,7 @@ def test_an_image_folder_runs_end_to_end_with_bad_images_named(tmp_path):
     assert (out / "report" / "smallcnn@photos-predictions.png").stat().st_size > 10_000
     shown = run_cli("inspect", out)
     assert all(name in shown.stderr for name in bad), shown.stderr[-2000:]
-    assert f"{len(bad)} bad images skipped" in " ".join(shown.stderr.split())
+    assert f"{len(bad)} bad images skipped" in " ".join(shown.stdout.split())
 
     pixels = image_files.sample().splits["test"].images[0]
     (photos / "test" / "cat" / "new.jpg").write_bytes(encode(pixels, "jpeg"))
