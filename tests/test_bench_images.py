@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 from cifar_ray.bench import image_folder
 from cifar_ray.bench.whole_job import BARE_IMAGES_SCRIPT, REPO
+from cifar_ray.config import ExtractConfig
 from tests import image_files
 from tests.conftest import run_cli
 
@@ -54,3 +56,20 @@ def test_image_files_without_whole_job_is_refused_in_one_line(cifar_archive):
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert result.returncode == 2 and len(lines) == 1 and "--whole-job" in lines[0], lines
     assert Path(BARE_IMAGES_SCRIPT).is_file()
+
+
+@pytest.mark.skipif(
+    "data" not in ExtractConfig.__dataclass_fields__, reason="needs extract --data (issue 22)"
+)
+def test_whole_job_on_image_files_times_extract_data_against_the_bare_script(cifar_archive):
+    result = run_cli("bench", "--whole-job", "--image-files", "--data-dir", cifar_archive,
+                     "--backbone", "tests.custom_backbone:small_cnn", "--image-size", "32",
+                     "--images", "60", "--shard-size", "32", "--rounds", "1")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["mode"] == "whole_job" and line["images"] == 60 and line["resize"] == "center-crop"
+    assert line["input"] == "image folder, JPEG 256x256" and line["input_mb"] > 0
+    assert line["ratio"] == pytest.approx(line["bare_s"] / line["pipeline_s"], rel=0.01)
+    assert 0 < line["first_shard_s"] < line["pipeline_s"]
+    assert 0 < line["bare_first_batch_s"] <= line["bare_first_file_s"] < line["bare_s"]
+    assert line["peak_pss_mb"] > 100 and line["bare_peak_pss_mb"] > 100
