@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from cifar_ray import cli_options as opt
+from cifar_ray import commands_audit
 from cifar_ray.config import (
     DEFAULT_OUT,
     BenchConfig,
@@ -27,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no `<bool>` on flags, no markup read in help texts
     help="Turn CIFAR-10/100 into embeddings with Ray actors, train classifiers, report.",
 )
 
@@ -89,6 +91,7 @@ def extract(
     actors: opt.Actors = X.actors,
     gpus_per_actor: opt.GpusPerActor = X.gpus_per_actor,
     max_retries: opt.MaxRetries = X.max_retries,
+    shard_timeout: opt.ShardTimeout = X.shard_timeout,
     overwrite: opt.Overwrite = X.overwrite,
     local: opt.Local = False,
     address: opt.Address = None,
@@ -189,14 +192,23 @@ def run(
     commands.run(xcfg, tcfg, local=local, address=address, verbose=_state["verbose"])
 
 
+app.command(name="neighbours")(commands_audit.neighbours_command)
+
+
 @app.command()
 def inspect(
-    out: Annotated[str, typer.Argument(help="Output folder or URI.")] = DEFAULT_OUT,
+    path: Annotated[
+        str | None, typer.Argument(help="OUT, as --out gives it.", show_default=False)
+    ] = None,
+    out: opt.Out = DEFAULT_OUT,
+    as_json: opt.Json = False,
 ) -> None:
     """Check a feature store: schema, rows, checksums, fingerprints, missing shards."""
-    from cifar_ray import commands
+    from cifar_ray import listings
 
-    if not commands.inspect(out):
+    if path and out != DEFAULT_OUT and path != out:
+        raise UserError(f"OUT given twice: {path} and --out {out}; give one")
+    if not listings.inspect(path or out, as_json):
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -246,11 +258,12 @@ def bench(
 @app.command(name="backbones")
 def list_backbones(
     files: Annotated[bool, typer.Option("--files", help="ImageNet weights files, hashes.")] = False,
+    as_json: opt.Json = False,
 ) -> None:
     """List the registered backbones."""
-    from cifar_ray import commands
+    from cifar_ray import listings
 
-    commands.list_backbones(files)
+    listings.list_backbones(files, as_json)
 
 
 _received: list[int] = []  # the signals that stopped us, for the exit message and code

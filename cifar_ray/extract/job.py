@@ -159,7 +159,7 @@ def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tu
     --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
     before anything is deleted."""
     fid = fingerprint.fingerprint_id(fields)
-    existing = store.read_fingerprint(replacing=overwrite)  # corrupt + --overwrite: {}
+    _, existing = store.read_claim(replacing=overwrite)  # corrupt + --overwrite: {}
     if existing is None or existing.get("id") == fid:
         return fields, fid
     legacy = _legacy(store, existing, fields)
@@ -204,6 +204,7 @@ def execute(
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,  # shared between backbones
     launched: distributor.Launch | None = None,  # actors started for this plan (see launch)
+    on_embedding: Callable[[int], None] | None = None,  # images in shards in flight
 ) -> ExtractionSummary:
     """Run the Ray part for the shards still to do, then record the manifest. Nothing is
     written before an actor is up and has published a shard: an actor that cannot build the
@@ -228,8 +229,9 @@ def execute(
             outcome = distributor.run(
                 p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
                 actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
-                in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
-                pixels=pixels, launched=launched,
+                in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries,
+                shard_timeout=p.cfg.shard_timeout, on_shard=published,
+                pixels=pixels, launched=launched, on_embedding=on_embedding,
             )  # fmt: skip
         except BaseException:  # interrupted or failed: still leave only the result behind
             with contextlib.suppress(Exception):
