@@ -93,6 +93,13 @@ def extract(
     max_retries: opt.MaxRetries = X.max_retries,
     shard_timeout: opt.ShardTimeout = X.shard_timeout,
     overwrite: opt.Overwrite = X.overwrite,
+    data: opt.Data = X.data,
+    resize: opt.Resize = X.resize,
+    test_fraction: opt.TestFraction = X.test_fraction,
+    image_column: opt.ImageColumn = X.image_column,
+    label_column: opt.LabelColumn = X.label_column,
+    strict: opt.Strict = X.strict,
+    max_pixels: opt.MaxPixels = X.max_pixels,
     local: opt.Local = False,
     address: opt.Address = None,
 ) -> None:

@@ -43,6 +43,24 @@ ShardTimeout = Annotated[
     typer.Option(help="Seconds an actor may hold shards without progress (default: derived)."),
 ]
 Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
+Data = Annotated[
+    str | None,
+    typer.Option(
+        help="Your own images: a folder tree, Parquet files or WebDataset tars "
+        "(local or s3://); CIFAR when not given."
+    ),
+]
+Resize = Annotated[
+    str | None,
+    typer.Option(help="squash, center-crop or pad (default: center-crop; CIFAR: squash)."),
+]
+TestFraction = Annotated[
+    float, typer.Option(help="Test share of each class when --data names no splits.")
+]
+ImageColumn = Annotated[str, typer.Option(help="Parquet inputs: the encoded image column.")]
+LabelColumn = Annotated[str, typer.Option(help="Parquet inputs: the label column.")]
+Strict = Annotated[bool, typer.Option(help="A bad image fails its shard instead of skipped.")]
+MaxPixels = Annotated[int, typer.Option(help="Images of more pixels are bad (bombs).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON, for scripts.")]
 
 # cifar-ray neighbours

@@ -10,7 +10,7 @@ from cifar_ray import progress
 from cifar_ray.background import InBackground
 from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig, backbone_names
 from cifar_ray.errors import ExtractionFailed, UserError
-from cifar_ray.extract import job
+from cifar_ray.extract import job, own_images
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.source import cifar
 from cifar_ray.store.locations import Location
@@ -24,13 +24,12 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
     cfgs = backbone_configs(cfg)
     first = next((one for one in cfgs if not _looks_done(one)), None)
-    progress.phase(f"reading {cfg.dataset} from {cfg.data_dir or 'the download cache'}")
-    if first is None or cfg.data_dir is None:  # a finished store, or a download: as before
-        return _extract(
-            cfgs, cifar.load(cfg.data_dir, cfg.limit, cfg.dataset), local, address, verbose
-        )
+    where = cfg.data or cfg.data_dir or "the download cache"
+    progress.phase(f"reading {own_images.dataset_key(cfg)} from {where}")
+    if first is None or (cfg.data_dir is None and cfg.data is None):  # done, or a download
+        return _extract(cfgs, own_images.load(cfg), local, address, verbose)
     # Niced where this machine also starts Ray and the actors (see background.yield_cpu).
-    reading = InBackground(cifar.load, cfg.data_dir, cfg.limit, cfg.dataset, nice=local)
+    reading = InBackground(own_images.load, cfg, nice=local)
     with ray_session(local, address, verbose):
         from cifar_ray.cluster import check_out_is_shared
 
@@ -73,8 +72,8 @@ def check_data_dir(data_dir: str | None) -> None:
         raise UserError(f"--data-dir {data_dir}: cannot be read (permission denied)")
 
 
-def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, address: str | None,
-             verbose: bool, launched: dict | None = None) -> list:  # fmt: skip
+def _extract(cfgs: list[ExtractConfig], dataset: own_images.Dataset, local: bool,
+             address: str | None, verbose: bool, launched: dict | None = None) -> list:  # fmt: skip
     launched = dict(launched or {})
     try:
         plans = [job.prepare(one, dataset) for one in cfgs]
@@ -90,7 +89,8 @@ def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, add
 
             check_out_is_shared(cfgs[0].out)
 
-            pixels = ShardPixels(dataset, keep=sum(bool(p.todo) for p in plans) > 1)
+            keep = sum(bool(p.todo) for p in plans) > 1
+            pixels = ShardPixels(dataset, keep) if isinstance(dataset, cifar.Dataset) else None
             summaries = [_extract_one(p, pixels, launched.pop(p.cfg.backbone, None))
                          for p in plans]  # fmt: skip
     else:
@@ -125,7 +125,7 @@ def _looks_done(cfg: ExtractConfig) -> bool:
     if cfg.overwrite:
         return False
     try:
-        name = store_name(backbones.get(cfg.backbone).name, cfg.dataset)
+        name = store_name(backbones.get(cfg.backbone).name, own_images.dataset_key(cfg))
         manifest = FeatureStore(Location(cfg.out), name).read_manifest()
     except Exception:  # unreadable storage: the plan says so, in one line
         return False
@@ -163,11 +163,12 @@ def _extract_one(p: job.ExtractionPlan, pixels, launched=None) -> job.Extraction
 
 def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
     rows = [
-        [s.backbone, s.shards, s.computed, s.skipped, len(s.failed), s.images, s.seconds,
-         s.images_per_s]
+        [s.backbone, s.shards, s.computed, s.skipped, len(s.failed), s.images, s.bad_images,
+         s.seconds, s.images_per_s]
         for s in summaries
     ]  # fmt: skip
-    columns = ["backbone", "shards", "computed", "skipped", "failed", "images", "seconds"]
+    columns = ["backbone", "shards", "computed", "skipped", "failed", "images", "bad images",
+               "seconds"]  # fmt: skip
     progress.table("extraction", [*columns, "img/s whole job"], rows)
 
 

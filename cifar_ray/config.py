@@ -70,13 +70,22 @@ class ExtractConfig:
     max_retries: int = 3
     shard_timeout: float | None = None  # seconds without progress; None: from measurements
     overwrite: bool = False
+    # Your own images (source/images): --data names them; CIFAR stays the default without it.
+    data: str | None = None  # an image folder tree, Parquet files or WebDataset tars
+    resize: str | None = None  # None: squash for CIFAR (as always), center-crop for images
+    test_fraction: float = 0.2  # per class, seeded, when the input names no splits
+    image_column: str = "image"  # Parquet inputs
+    label_column: str = "label"
+    strict: bool = False  # a bad image fails its shard instead of being skipped and listed
+    max_pixels: int = MAX_PIXELS  # more is a decompression bomb: a bad image
 
     def __post_init__(self) -> None:
         _check_out(self.out)
-        for name in ("out", "data_dir"):
+        for name in ("out", "data_dir", "data"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
         object.__setattr__(self, "weights", absolute(self.weights, WEIGHTS_KEYWORDS))
         check_dataset(self.dataset)
+        self._check_images()
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"--limit must be a positive number of images, got {self.limit}")
         if self.batch_size < 0:
@@ -95,6 +104,22 @@ class ExtractConfig:
             raise UserError(f"--shard-timeout must be positive seconds, got {self.shard_timeout}")
         if not 0 < self.gpus_per_actor <= 8:
             raise UserError(f"--gpus-per-actor must be in (0, 8], got {self.gpus_per_actor}")
+
+    def _check_images(self) -> None:
+        if self.data is not None and self.data_dir is not None:
+            raise UserError("--data names your images and --data-dir CIFAR's files; give one")
+        if self.resize is not None and self.resize not in RESIZE_MODES:
+            raise UserError(
+                f"--resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}"
+            )
+        if not 0 < self.test_fraction < 1:
+            raise UserError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
+        if self.max_pixels <= 0:
+            raise UserError(f"--max-pixels must be positive, got {self.max_pixels}")
+
+    @property
+    def resize_mode(self) -> str:
+        return self.resize or (DEFAULT_RESIZE if self.data else "squash")
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,13 @@ def inspect(out: str, as_json: bool = False) -> bool:
         for path in counts.get("strays", []):
             progress.say(f"stray file, not part of the result (the next extract removes it): "
                          f"{path}", tag=name, style="yellow")  # fmt: skip
+        for key, path, reason in counts.get("bad", []):  # skipped, not a fault of the store
+            progress.say(f"bad image in {key}, skipped: {path}: {reason}", tag=name,
+                         style="yellow")  # fmt: skip
         if counts.get("strays"):
             status += f", {len(counts['strays'])} stray"
+        if counts.get("bad"):
+            status += f", {len(counts['bad'])} bad images skipped"
         shards = f"{counts['published']}/{counts['shards']}" if counts else None
         rows.append([name, shards, *(counts.get(k) for k in ("rows", "dim", "fingerprint")),
                      status])  # fmt: skip

@@ -21,6 +21,8 @@ USAGE_ERRORS = {
         (["--limit", "abc"], "'--limit'"),
         (["--batch-size", "1.5"], "'--batch-size'"),
         (["--limit"], "'--limit' requires an argument"),
+        (["--test-fraction", "x"], "'--test-fraction'"),
+        (["--max-pixels", "1.5"], "'--max-pixels'"),
     ],
     "train": [
         (["--bogus"], "--bogus"),

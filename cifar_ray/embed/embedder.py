@@ -34,6 +34,8 @@ class EmbedderSpec:
     threads: int = 0  # TensorFlow intra-op threads; 0 lets TensorFlow decide
     precision: str = "float32"  # or a Keras mixed policy: mixed_float16, mixed_bfloat16
     xla: bool = False  # compile the whole embed step with XLA
+    input_size: int = 32  # the pixels it is given: CIFAR's 32 (resized in-graph), or decoded
+    # images already at image_size (source.decode resizes them on the CPU)
 
 
 def _preprocessing_layers(mode: str, scale_offset: tuple = ()) -> list:
@@ -93,11 +95,12 @@ def build_model(spec: EmbedderSpec):
     keras.mixed_precision.set_global_policy(spec.precision)  # weights stay float32
     try:
         inner = _build_backbone(backbone, (size, size, 3), spec.weights)
-        inputs = keras.Input((32, 32, 3), dtype="uint8", name="pixels")
+        side = spec.input_size
+        inputs = keras.Input((side, side, 3), dtype="uint8", name="pixels")
         x = inputs
         for layer in _preprocessing_layers(backbone.preprocessing, backbone.scale_offset):
             x = layer(x)
-        if size != 32:
+        if size != side:
             x = keras.layers.Resizing(size, size, interpolation="bilinear", name="upscale")(x)
         features = inner(x)
     finally:
@@ -250,11 +253,12 @@ class Embedder:
         self.model = build_model(spec)
         self.dim = int(self.model.output_shape[-1])
         self.digest = weights_digest(self.model)
-        sig = tf.TensorSpec((None, 32, 32, 3), tf.uint8)
+        side = spec.input_size
+        sig = tf.TensorSpec((None, side, side, 3), tf.uint8)
         self._forward = tf.function(
             lambda x: self.model(x, training=False), input_signature=[sig], jit_compile=spec.xla
         )
-        self(np.zeros((spec.batch_size, 32, 32, 3), np.uint8))  # trace and compile up front
+        self(np.zeros((spec.batch_size, side, side, 3), np.uint8))  # trace and compile up front
 
     def __call__(self, images: np.ndarray, on_batch=None) -> np.ndarray:
         """Fixed-size batches (the last one padded under XLA, which compiles per shape);
@@ -265,7 +269,7 @@ class Embedder:
             batch = images[start : start + step]
             n = len(batch)
             if self.spec.xla and n < step:
-                batch = np.concatenate([batch, np.zeros((step - n, 32, 32, 3), np.uint8)])
+                batch = np.concatenate([batch, np.zeros((step - n, *batch.shape[1:]), np.uint8)])
             out[start : start + n] = self._forward(batch).numpy()[:n]
             if on_batch is not None:
                 on_batch(n)

@@ -112,9 +112,13 @@ def build(
     precision: str = "float32",
     xla: bool = False,
     split_sizes: dict[str, int] | None = None,
+    resize: str = "bilinear",
+    images: dict | None = None,
 ) -> dict:
     """`split_sizes` (images per split, i.e. --limit) decides which rows make the result:
-    a store holds one result, so a different size is a different store."""
+    a store holds one result, so a different size is a different store. `images`: for your
+    own images, how they were read and decoded and their class names (CIFAR's stores keep
+    the fields they always had, so their fingerprints do not change)."""
     libs = versions()
     fields = {
         "dataset": dataset,
@@ -124,7 +128,7 @@ def build(
         "application": backbone.application,
         "weights": weights,
         "image_size": image_size,
-        "resize": "bilinear",
+        "resize": resize,
         "preprocessing": backbone.preprocessing,
         "precision": precision,
         "xla": xla,
@@ -134,6 +138,8 @@ def build(
         fields["scale_offset"] = [list(v) for v in backbone.scale_offset]
     if split_sizes is not None:
         fields["split_sizes"] = dict(split_sizes)
+    if images is not None:
+        fields["images"] = images
     return fields
 
 

@@ -101,9 +101,7 @@ class RayBackend:
         return actor, actor.info.remote()
 
     def submit(self, actor, shard: Shard):
-        images, labels, *coarse = self.pixels.get(shard)  # coarse: CIFAR-100's superclasses
-        coarse_ref = coarse[0] if coarse else None
-        return actor.process.remote(shard, images, labels, coarse_ref, self._metadata)
+        return self.pixels.submit(actor, shard, self._metadata)
 
     def wait(self, tickets: list, timeout: float) -> list:
         if not tickets:
@@ -318,6 +316,11 @@ class ShardPixels:
     def __init__(self, dataset: Dataset, keep: bool = False):
         self.dataset, self.keep = dataset, keep
         self._refs: dict[str, tuple] = {}
+
+    def submit(self, actor, shard: Shard, metadata):
+        images, labels, *coarse = self.get(shard)  # coarse: CIFAR-100's superclasses
+        coarse_ref = coarse[0] if coarse else None
+        return actor.process.remote(shard, images, labels, coarse_ref, metadata)
 
     def get(self, shard: Shard) -> tuple:
         if shard.key in self._refs:

@@ -14,6 +14,7 @@ from cifar_ray.config import ExtractConfig
 from cifar_ray.embed import backbones, fingerprint, weights_cache
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
+from cifar_ray.extract import own_images
 from cifar_ray.source import cifar
 from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ExtractionPlan:
     cfg: ExtractConfig
-    dataset: cifar.Dataset
+    dataset: own_images.Dataset
     backbone: backbones.Backbone
     spec: EmbedderSpec
     store: FeatureStore
@@ -68,22 +69,23 @@ class ExtractionPlan:
         }
 
 
-def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> ExtractionPlan:
+def prepare(cfg: ExtractConfig, dataset: own_images.Dataset | None = None) -> ExtractionPlan:
     """Everything that can fail on user input fails here, before anything is written; what
     only building the model can tell (a weights file that does not fit, a factory whose model
     is wrong) fails in the first actor, which also writes nothing (see `execute`)."""
     backbone, spec = embedder_spec(cfg)
     size = spec.image_size
     loc = Location(cfg.out)
-    dataset = dataset or cifar.load(cfg.data_dir, cfg.limit, cfg.dataset)
+    dataset = dataset or own_images.load(cfg)
     store = FeatureStore(loc, store_name(backbone.name, dataset.name))
-    sizes = {k: len(v) for k, v in dataset.splits.items()}
+    sizes = {k: len(v) for k, v in dataset.splits.items() if len(v)}
     fields = fingerprint.build(
         dataset=dataset.name, dataset_sha256=dataset.sha256, shard_size=cfg.shard_size,
         backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed, backbone),
         image_size=size, precision=cfg.precision, xla=cfg.xla, split_sizes=sizes,
+        **own_images.fingerprint_fields(cfg, dataset),
     )  # fmt: skip
-    fields, fid = _check_fingerprint(store, fields, cfg.overwrite)
+    fields, fid = _check_fingerprint(store, fields, cfg.overwrite, dataset)
     n = sum(sizes.values())
     _check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
     removed = locations.remove_temporaries(loc, store.dir)
@@ -110,6 +112,7 @@ def embedder_spec(cfg: ExtractConfig) -> tuple[backbones.Backbone, EmbedderSpec]
     spec = EmbedderSpec(
         backbone.name if ":" not in cfg.backbone else cfg.backbone, size, cfg.weights, cfg.seed,
         cfg.batch_size, precision=cfg.precision, xla=cfg.xla,
+        input_size=size if cfg.data else 32,  # your own images come decoded at `size`
     )  # fmt: skip
     return backbone, spec
 
@@ -123,7 +126,7 @@ def launch(cfg: ExtractConfig) -> distributor.Launch:
     backbone, spec = embedder_spec(cfg)
     weights = fingerprint.weights_identity(cfg.weights, cfg.seed, backbone)
     startup = {"backbone": backbone.name, "weights": weights,
-               "store": store_name(backbone.name, cfg.dataset)}  # fmt: skip
+               "store": store_name(backbone.name, own_images.dataset_key(cfg))}  # fmt: skip
     return distributor.launch(
         spec, Location(cfg.out), startup, actors=cfg.actors,
         gpus_per_actor=cfg.gpus_per_actor, in_flight=cfg.in_flight,
@@ -154,7 +157,8 @@ def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
     return problem is not None
 
 
-def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tuple[dict, str]:
+def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool,
+                       dataset: own_images.Dataset | None = None) -> tuple[dict, str]:  # fmt: skip
     """The fingerprint this run writes under: the store's own, or a refusal, or (with
     --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
     before anything is deleted."""
@@ -167,6 +171,7 @@ def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tu
         return legacy, existing["id"]
     if overwrite:  # replaced when this run has published (execute's cleanup), not before:
         return fields, fid  # a later backbone's error, or an actor that cannot start, keeps it
+    own_images.check_listing(store, existing, fields, dataset)
     differs = sorted(k for k in fields if existing.get(k) != fields[k])
     raise UserError(
         f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
@@ -197,6 +202,7 @@ class ExtractionSummary:
     steady_images_per_s: float = 0.0  # after actors are up: what the pipeline sustains
     failed: dict[str, str] = field(default_factory=dict)
     actors_replaced: int = 0
+    bad_images: int = 0  # your own images: skipped as unusable by this run (records name them)
 
 
 def execute(
@@ -221,6 +227,7 @@ def execute(
         def published(record: ShardRecord) -> None:
             if not claimed:  # the store is claimed by the first result, not before
                 write_manifest(p, None)  # the plan: `inspect` and `train` name missing shards
+                own_images.claim(p.store, p.dataset)  # the listing, before the fingerprint
                 p.store.write_fingerprint(p.fingerprint_id, p.fingerprint)
                 claimed.append(True)
             on_shard(record)
@@ -231,7 +238,8 @@ def execute(
                 actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
                 in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries,
                 shard_timeout=p.cfg.shard_timeout, on_shard=published,
-                pixels=pixels, launched=launched, on_embedding=on_embedding,
+                pixels=pixels or own_images.shard_items(p), launched=launched,
+                on_embedding=on_embedding,
             )  # fmt: skip
         except BaseException:  # interrupted or failed: still leave only the result behind
             with contextlib.suppress(Exception):
@@ -248,6 +256,7 @@ def execute(
         steady_images_per_s=_steady_rate(images, outcome),
         failed=outcome.failed if outcome else {},
         actors_replaced=outcome.actors_replaced if outcome else 0,
+        bad_images=sum(len(r.bad) for r in outcome.records) if outcome else 0,
     )  # fmt: skip
     write_manifest(p, summary)
     write_preview(p)
@@ -272,6 +281,8 @@ def _steady_rate(images: int, outcome) -> float:
 
 def write_preview(p: ExtractionPlan, n: int = 64) -> None:
     """The first test images, for the report's prediction grid (the report has no data dir)."""
+    if not isinstance(p.dataset, cifar.Dataset):
+        return own_images.write_preview(p.store, p.dataset, p.cfg)
     ds, test = p.dataset, p.dataset.splits["test"].head(n)
     samples.write_preview(
         p.store.loc, test.images, test.labels, ds.classes, dataset=ds.name, coarse=test.coarse,
@@ -283,8 +294,8 @@ def manifest(p: ExtractionPlan) -> Manifest:
     """What this plan tells the store's manifest; the store decides what it records."""
     return Manifest(
         backbone=p.backbone.name, fingerprint=p.fingerprint_id, classes=list(p.dataset.classes),
-        split_sizes={k: len(v) for k, v in p.dataset.splits.items()},
-        data_dir=str(Path(p.cfg.data_dir).resolve()) if p.cfg.data_dir else None,
+        split_sizes={k: len(v) for k, v in p.dataset.splits.items() if len(v)},
+        data_dir=p.cfg.data or (str(Path(p.cfg.data_dir).resolve()) if p.cfg.data_dir else None),
         shard_size=p.cfg.shard_size, dataset=p.dataset.name,
         superclasses=list(p.dataset.superclasses), fine_to_coarse=list(p.dataset.fine_to_coarse),
     )  # fmt: skip

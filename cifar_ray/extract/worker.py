@@ -13,9 +13,13 @@ from cifar_ray.embed import backbones, fingerprint
 from cifar_ray.embed.embedder import Embedder, EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import UserError
+from cifar_ray.source.decode import Decoder
+from cifar_ray.source.images import read
+from cifar_ray.source.images.dataset import Item
+from cifar_ray.source.images.read import ReadSpec
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
-from cifar_ray.store.records import ShardRecord
+from cifar_ray.store.records import Rows, ShardRecord
 from cifar_ray.store.shards import Shard
 
 # Test-only fault hooks, read from the environment so they reach Ray workers unchanged.
@@ -37,6 +41,7 @@ class ShardWorker:
         self.metadata = {**metadata, "weights_digest": self.embedder.digest}
         self.node_id = node_id
         self._device = threading.Semaphore(1 if self.embedder.on_gpu else CPU_FORWARD_SLOTS)
+        self._decoder = Decoder()  # your own images: a pool of threads, idle for CIFAR
         self._embedded: dict[str, int] = {}  # shard key -> images embedded, until it returns
 
     def info(self) -> dict:
@@ -51,13 +56,14 @@ class ShardWorker:
 
     def process(
         self, shard: Shard, images: np.ndarray, labels: np.ndarray,
-        coarse: np.ndarray | None = None, metadata: dict | None = None,
+        coarse: np.ndarray | None = None, metadata: dict | None = None, rows: Rows | None = None,
     ) -> ShardRecord:  # fmt: skip
         """Safe to call from two threads: one shard embeds while the last one is written.
         `coarse`: CIFAR-100's superclass labels, stored beside the fine ones. `metadata`: the
         plan's, for an actor started before the dataset was read (it was built with the
         backbone, weights and store part alone, which it checked)."""
-        _test_hooks(shard)
+        if rows is None:
+            _test_hooks(shard)  # process_images ran them before reading
         if metadata is not None:
             if metadata["weights"] != self.metadata["weights"]:  # what it checked at start
                 check_weights(self.embedder.spec, metadata["weights"], self.node_id)
@@ -66,16 +72,30 @@ class ShardWorker:
             with self._device:
                 started = time.perf_counter()
                 features = self.embedder(images, lambda n: self._count(shard.key, n))
-            return self._publish(shard, labels, features, metadata, coarse, started)
+            return self._publish(shard, labels, features, metadata, coarse, started, rows)
         finally:
             self._embedded.pop(shard.key, None)
 
-    def _publish(self, shard, labels, features, metadata, coarse, started) -> ShardRecord:
+    def _publish(self, shard, labels, features, metadata, coarse, started, rows) -> ShardRecord:
         return self.store.publish(
-            shard, labels, features, metadata or self.metadata, coarse,
+            shard, labels, features, metadata or self.metadata, coarse, rows,
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
             worker_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         )  # fmt: skip
+
+    def process_images(
+        self, shard: Shard, items: list[Item], labels: np.ndarray, spec: ReadSpec,
+        metadata: dict | None = None,
+    ) -> ShardRecord:  # fmt: skip
+        """Your own images: this actor reads its shard's items from storage and decodes them
+        on its node's cores; only the descriptors came through Ray. A storage error raises
+        (the shard is retried); a bad image is skipped and named in the record."""
+        _test_hooks(shard)
+        pixels, good, bad = read.shard_pixels(spec, items, self._decoder)
+        if pixels is None:  # every image bad: a shard of no rows, its record names them
+            pixels = np.zeros((0, spec.size, spec.size, 3), np.uint8)
+        rows = Rows([shard.start + i for i in good], [items[i].path for i in good], bad)
+        return self.process(shard, pixels, np.asarray(labels)[good], None, metadata, rows)
 
 
 def check_weights(spec: EmbedderSpec, expected: dict, node_id: str = "") -> None:

@@ -49,13 +49,16 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
             problems.append(f"{shard.key}: no {COARSE} column (CIFAR-100's superclass)")
     if len(dims) > 1:
         problems.append(f"feature dimensions differ between shards: {sorted(dims)}")
-    bad = {p.split(":", 1)[0] for p in problems}
-    published = [s for s in shards if s.key not in bad]
+    failing = {p.split(":", 1)[0] for p in problems}
+    published = [s for s in shards if s.key not in failing]
+    records = [r for s in published if (r := store.record(s))]
+    skipped = [(r.key, path, reason) for r in records for path, reason in r.bad]
     counts = {  # rows: what the store holds now (an interrupted run holds fewer than planned)
         "shards": len(shards),
         "published": len(published),
-        "rows": sum(s.rows for s in published),
+        "rows": sum(s.rows for s in published) - len(skipped),
         "planned_rows": sum(s.rows for s in shards),
+        "bad": skipped,  # your own images skipped as unusable: (shard, path, reason)
         "dim": next(iter(dims), 0),
         "fingerprint": fid,
         "strays": store.strays(shards),
@@ -68,7 +71,7 @@ class StoreCheck:
     """One backbone's store as `inspect` found it."""
 
     backbone: str
-    counts: dict  # shards, published, rows, planned_rows, dim, fingerprint, strays (`check`)
+    counts: dict  # shards, published, rows, planned_rows, dim, fingerprint, strays, bad
     problems: list[str]
 
     @property

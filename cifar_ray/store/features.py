@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError, first_line
 from cifar_ray.store import locations
-from cifar_ray.store.feature_file import encode
+from cifar_ray.store.feature_file import assemble, encode
 from cifar_ray.store.layout import (
     FINGERPRINT,
     MANIFEST,
@@ -38,6 +37,7 @@ from cifar_ray.store.layout import (
 from cifar_ray.store.locations import Location
 from cifar_ray.store.records import (
     Attempt,
+    Rows,
     ShardRecord,
     corrupt,
     manifest_problem,
@@ -75,22 +75,29 @@ class FeatureStore:
     # --- writing -------------------------------------------------------------------------
     def publish(
         self, shard: Shard, labels: np.ndarray, features: np.ndarray, metadata: dict,
-        coarse: np.ndarray | None = None, **extra,
+        coarse: np.ndarray | None = None, rows: Rows | None = None, **extra,
     ) -> ShardRecord:  # fmt: skip
         """Data first, record last. Repeating it, even while an earlier call still runs,
-        is harmless: each call writes its own data file and the last record wins."""
-        return self.commit(self.write_data(shard, labels, features, metadata, coarse), **extra)
+        is harmless: each call writes its own data file and the last record wins. `rows`:
+        your own images' ids, paths and bad images (CIFAR's rows are the whole shard)."""
+        attempt = self.write_data(shard, labels, features, metadata, coarse, rows)
+        if rows is not None:
+            extra["bad"] = [list(b) for b in rows.bad]
+        return self.commit(attempt, **extra)
 
     def write_data(
         self, shard: Shard, labels: np.ndarray, features: np.ndarray, metadata: dict,
-        coarse: np.ndarray | None = None,
+        coarse: np.ndarray | None = None, rows: Rows | None = None,
     ) -> Attempt:  # fmt: skip
         """Step 1: the data, under a name no other attempt uses. Nothing reads it yet."""
-        if features.shape[0] != shard.rows or labels.shape[0] != shard.rows:
-            raise ValueError(f"{shard.key}: expected {shard.rows} rows, got {features.shape[0]}")
+        ids = np.arange(shard.start, shard.stop) if rows is None else np.asarray(rows.ids)
+        expected = shard.rows - (len(rows.bad) if rows else 0)
+        if len(ids) != expected or features.shape[0] != expected or len(labels) != expected:
+            raise ValueError(f"{shard.key}: expected {expected} rows, got {features.shape[0]}")
         if coarse is not None and coarse.shape[0] != shard.rows:
             raise ValueError(f"{shard.key}: expected {shard.rows} coarse labels")
-        data = encode(np.arange(shard.start, shard.stop), labels, features, metadata, coarse)
+        paths = None if rows is None else list(rows.paths)
+        data = encode(ids, labels, features, metadata, coarse, paths)
         file = data_file_name(shard.index, uuid.uuid4().hex[:16])
         locations.put_new(self.loc, self.file_path(shard, file), data)  # certified later
         return Attempt(shard, file, hashlib.sha256(data).hexdigest(), metadata["fingerprint"])
@@ -98,8 +105,9 @@ class FeatureStore:
     def commit(self, attempt: Attempt, **extra) -> ShardRecord:
         """Step 2, the commit point: one atomic write of the record that names the file."""
         shard = attempt.shard
+        rows = shard.rows - len(extra.get("bad", ()))
         record = ShardRecord(
-            shard.split, shard.index, shard.rows, shard.start, shard.stop, attempt.sha256,
+            shard.split, shard.index, rows, shard.start, shard.stop, attempt.sha256,
             attempt.fingerprint, **extra, file=attempt.file,
         )  # fmt: skip
         body = json.dumps(asdict(record), indent=1).encode()
@@ -198,8 +206,9 @@ class FeatureStore:
             return "missing"
         if record.fingerprint != fingerprint:
             return "other fingerprint"
-        if (record.rows, record.id_start, record.id_stop) != (shard.rows, shard.start, shard.stop):
-            return f"wrong rows ({record.rows}, expected {shard.rows})"
+        listed = record.rows + len(record.bad)  # bad images: skipped, named in the record
+        if (listed, record.id_start, record.id_stop) != (shard.rows, shard.start, shard.stop):
+            return f"wrong rows ({listed}, expected {shard.rows})"
         if not names_own_file(record, shard):
             return f"record names another shard's file ({record.file})"
         data = locations.get_bytes(self.loc, self.file_path(shard, record.file))
@@ -211,7 +220,7 @@ class FeatureStore:
             rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
         except Exception:
             return "unreadable Parquet"
-        return Verified(record, data) if rows == shard.rows else "wrong row count in file"
+        return Verified(record, data) if rows == record.rows else "wrong row count in file"
 
     def strays(self, shards: list[Shard]) -> list[str]:
         """Files under this store that are not part of the result of `shards`: data files no
@@ -254,7 +263,7 @@ class FeatureStore:
 
     def read_split(
         self, shards: list[Shard], files: dict[str, str], dim: int,
-        order: np.ndarray | None = None,
+        order: np.ndarray | None = None, counts: dict[str, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """One split as (features [N, dim] float32, labels [N]): row i is id order[i] (id
         order by default). `files`: shard key -> the data file its record named when it was
@@ -263,7 +272,7 @@ class FeatureStore:
         def table(shard: Shard) -> pa.Table:
             return pq.read_table(self.file_path(shard, files[shard.key]), filesystem=self.loc.fs)
 
-        return _assemble(shards, dim, order, table)
+        return assemble(shards, dim, order, table, counts)
 
     def read_checked(
         self, shards: list[Shard], fingerprint: str, order: np.ndarray | None = None
@@ -276,25 +285,8 @@ class FeatureStore:
         if bad:
             raise UserError(f"{self.dir}: not valid results: {', '.join(bad)}")
         dim = checked[shards[0].key].dim()
-        return _assemble(shards, dim, order, lambda shard: checked[shard.key].table())
-
-
-def _assemble(shards: list[Shard], dim: int, order: np.ndarray | None,
-              table: Callable[[Shard], pa.Table]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Each shard decoded once, straight into its rows, so a caller that wants the rows
-    grouped (fit, then validation) gets them without another copy."""
-    n = sum(s.rows for s in shards)
-    place = None if order is None else np.argsort(order)  # id -> row
-    features = np.empty((n, dim), dtype=np.float32)
-    labels = np.empty(n, dtype=np.int64)
-    for shard in shards:
-        decoded = table(shard)
-        flat = decoded.column("features").combine_chunks().flatten().to_numpy()
-        rows = slice(shard.start, shard.stop)
-        rows = rows if place is None else place[rows]
-        features[rows] = flat.reshape(shard.rows, -1)
-        labels[rows] = decoded.column("label").to_numpy()
-    return features, labels
+        counts = {s.key: checked[s.key].record.rows for s in shards}
+        return assemble(shards, dim, order, lambda shard: checked[shard.key].table(), counts)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ class Latents:
     shards: dict[str, list[Shard]]
     files: dict[str, str]  # shard key -> the data file its record named when checked
     dim: int
+    counts: dict[str, int] | None = None  # shard key -> rows stored (bad images left out)
 
     def features(self, split: str) -> np.ndarray:
         """(N, dim) float32 in id order."""
@@ -34,7 +35,7 @@ class Latents:
         """(features, labels) with row i the image `order[i]` (id order by default), each
         shard decoded straight into its rows: how training gets fit-then-validation order
         without a copy (`train.splits.latent_parts`)."""
-        return self.store.read_split(self.shards[split], self.files, self.dim, order)
+        return self.store.read_split(self.shards[split], self.files, self.dim, order, self.counts)
 
 
 def load(loc: Location, backbone: str) -> Latents:
@@ -44,6 +45,9 @@ def load(loc: Location, backbone: str) -> Latents:
     manifest, _ = store.read_claim()
     if manifest is None:
         raise UserError(f"{store.dir}: no features here; run `cifar-ray extract` first")
+    if "classes" in manifest and not manifest["classes"]:
+        raise UserError(f"{store.dir}: made from unlabelled images, so there is nothing to "
+                        "train; give class folders or a label column")  # fmt: skip
     shards = plan(manifest["split_sizes"], manifest["shard_size"])
     labels, files, dims, bad = {}, {}, set(), {}
     for shard in shards:  # one shard's bytes at a time: the whole store never sits in memory
@@ -62,5 +66,6 @@ def load(loc: Location, backbone: str) -> Latents:
     by_split = {split: [s for s in shards if s.split == split] for split in manifest["split_sizes"]}
     y = {split: np.concatenate([labels[s.key] for s in group] or [np.empty(0, np.int64)])
          for split, group in by_split.items()}  # fmt: skip
+    counts = {key: len(values) for key, values in labels.items()}
     return Latents(backbone, tuple(manifest["classes"]), y, manifest, store, by_split, files,
-                   dims.pop())  # fmt: skip
+                   dims.pop(), counts)  # fmt: skip

@@ -4,6 +4,7 @@
     OUT/features/<backbone>/_shards/<split>-NNNNN.json             a shard's record (commit point)
     OUT/features/<backbone>/manifest.json                          shards, counts, throughput
     OUT/features/<backbone>/fingerprint.json                       what decides the features
+    OUT/features/<backbone>/listing.parquet                        your images' input files
     OUT/models/<backbone>/head.keras                               the trained dense head
     OUT/models/<backbone>/state.json                               the head's training state
     OUT/models/<backbone>/results.json                             every model's results
@@ -39,7 +40,8 @@ INDEX = "index"
 RECORDS = "_shards"  # hidden from Parquet dataset readers by its leading underscore
 MANIFEST = "manifest.json"
 FINGERPRINT = "fingerprint.json"
-STORE_FILES = (FINGERPRINT, MANIFEST)  # a store's own files, beside its split folders
+LISTING = "listing.parquet"  # your own images: the input files the store was made from
+STORE_FILES = (FINGERPRINT, MANIFEST, LISTING)  # a store's own files, beside its splits
 HEAD = "head.keras"
 HEAD_STATE = "state.json"
 RESULTS = "results.json"

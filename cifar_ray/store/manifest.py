@@ -38,6 +38,7 @@ class Manifest:
             **asdict(self),
             "complete": len(published) == len(shards),
             "shards": published,
+            "bad_images": sum(len(r["bad"]) for r in published),
             "last_run": last_run or {},
             "throughput": _throughput(store, last_run),
         }

@@ -4,15 +4,17 @@ point of `FeatureStore.publish`), and the shape of its manifest."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from cifar_ray.errors import UserError
 from cifar_ray.store.layout import DATA_FILE, shard_key
 from cifar_ray.store.shards import Shard
 
 # The most images a split can hold (CIFAR-10 and CIFAR-100 alike): a manifest that plans
-# more is corrupt, and planning its shards would not end.
+# more is corrupt, and planning its shards would not end. Your own images: IMAGES_LIMIT.
 SPLIT_LIMITS = {"train": 50_000, "test": 10_000}
+IMAGES_LIMIT = 1_000_000_000
+CIFAR_DATASETS = ("cifar10", "cifar100")
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,21 @@ class ShardRecord:
     seconds: float = 0.0  # embedding time of this shard on its actor
     worker_peak_rss_mb: int = 0  # the actor's peak resident memory so far
     file: str = ""  # the data file this record certifies; "" (older stores): part-NNNNN.parquet
+    bad: list = field(default_factory=list)  # [path, reason] of each image skipped as unusable
 
     @property
     def key(self) -> str:
         return shard_key(self.split, self.index)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Which of a shard's images became rows (your own images): their ids and source paths,
+    and the [path, reason] of those skipped as bad."""
+
+    ids: list[int]
+    paths: list[str]
+    bad: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,7 @@ def parse_record(raw: bytes | None) -> ShardRecord | None:
     return record if record is None or _well_typed(record) else None
 
 
-_TYPES = {"str": str, "int": int, "float": (int, float)}
+_TYPES = {"str": str, "int": int, "float": (int, float), "list": list}
 
 
 def _well_typed(record: ShardRecord) -> bool:
@@ -84,8 +97,11 @@ def manifest_problem(manifest: dict) -> str | None:
         return f"shard_size must be a positive integer, got {shard_size!r}"
     if not isinstance(sizes, dict) or not sizes:
         return f"split_sizes must name the splits, got {sizes!r}"
+    own = manifest.get("dataset", "cifar10") not in CIFAR_DATASETS
     for split, n in sizes.items():
         limit = SPLIT_LIMITS.get(split)
+        if own and split in ("train", "val", "test"):
+            limit = IMAGES_LIMIT
         if limit is None:
             return f"split_sizes names an unknown split {split!r}"
         if not isinstance(n, int) or isinstance(n, bool) or not 0 < n <= limit:
