@@ -85,7 +85,7 @@ def _extract(cfgs: list[ExtractConfig], dataset: own_images.Dataset, local: bool
     if any(p.todo for p in plans):
         with ray_session(local, address, verbose):  # already open when actors were launched
             from cifar_ray.cluster import check_out_is_shared
-            from cifar_ray.extract.distributor import ShardPixels
+            from cifar_ray.extract.inputs import ShardPixels
 
             check_out_is_shared(cfgs[0].out)
 

@@ -22,6 +22,7 @@ from cifar_ray import progress, ray_runtime
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import UserError, first_line
+from cifar_ray.extract.inputs import ShardPixels
 from cifar_ray.extract.pool import ElasticPool
 from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
 from cifar_ray.extract.watchdog import Watchdog
@@ -307,31 +308,3 @@ def _task_reason(exc: BaseException) -> str:
         return first_line(cause, typed=False)
     lines = str(exc).strip().splitlines()
     return first_line(lines[-1]) if lines else type(exc).__name__
-
-
-class ShardPixels:
-    """Each shard's uint8 pixels go into the object store once; with `keep`, every backbone's
-    pool reuses them instead of moving them again."""
-
-    def __init__(self, dataset: Dataset, keep: bool = False):
-        self.dataset, self.keep = dataset, keep
-        self._refs: dict[str, tuple] = {}
-
-    def submit(self, actor, shard: Shard, metadata):
-        images, labels, *coarse = self.get(shard)  # coarse: CIFAR-100's superclasses
-        coarse_ref = coarse[0] if coarse else None
-        return actor.process.remote(shard, images, labels, coarse_ref, metadata)
-
-    def get(self, shard: Shard) -> tuple:
-        if shard.key in self._refs:
-            return self._refs[shard.key]
-        split = self.dataset.splits[shard.split]
-        refs = (
-            ray.put(split.images[shard.start : shard.stop]),
-            ray.put(split.labels[shard.start : shard.stop]),
-        )
-        if split.coarse is not None:  # CIFAR-100: the superclass goes beside the fine label
-            refs += (ray.put(split.coarse[shard.start : shard.stop]),)
-        if self.keep:
-            self._refs[shard.key] = refs
-        return refs

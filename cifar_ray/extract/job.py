@@ -14,7 +14,7 @@ from cifar_ray.config import ExtractConfig
 from cifar_ray.embed import backbones, fingerprint, weights_cache
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
-from cifar_ray.extract import own_images
+from cifar_ray.extract import claims, own_images
 from cifar_ray.source import cifar
 from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore
@@ -26,7 +26,7 @@ from cifar_ray.store.shards import Shard, plan
 
 if TYPE_CHECKING:  # distributor imports Ray: only when there is work for it
     from cifar_ray.extract import distributor
-    from cifar_ray.extract.distributor import ShardPixels
+    from cifar_ray.extract.inputs import ShardPixels
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def prepare(cfg: ExtractConfig, dataset: own_images.Dataset | None = None) -> Ex
         image_size=size, precision=cfg.precision, xla=cfg.xla, split_sizes=sizes,
         **own_images.fingerprint_fields(cfg, dataset),
     )  # fmt: skip
-    fields, fid = _check_fingerprint(store, fields, cfg.overwrite, dataset)
+    fields, fid = claims.check_fingerprint(store, fields, cfg.overwrite, dataset)
     n = sum(sizes.values())
     _check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
     removed = locations.remove_temporaries(loc, store.dir)
@@ -155,38 +155,6 @@ def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
     if problem and problem not in ("missing", "other fingerprint"):  # that one: --overwrite
         log.warning("shard %s will be recomputed: %s", shard.key, problem)
     return problem is not None
-
-
-def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool,
-                       dataset: own_images.Dataset | None = None) -> tuple[dict, str]:  # fmt: skip
-    """The fingerprint this run writes under: the store's own, or a refusal, or (with
-    --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
-    before anything is deleted."""
-    fid = fingerprint.fingerprint_id(fields)
-    _, existing = store.read_claim(replacing=overwrite)  # corrupt + --overwrite: {}
-    if existing is None or existing.get("id") == fid:
-        return fields, fid
-    legacy = _legacy(store, existing, fields)
-    if legacy:
-        return legacy, existing["id"]
-    if overwrite:  # replaced when this run has published (execute's cleanup), not before:
-        return fields, fid  # a later backbone's error, or an actor that cannot start, keeps it
-    own_images.check_listing(store, existing, fields, dataset)
-    differs = sorted(k for k in fields if existing.get(k) != fields[k])
-    raise UserError(
-        f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
-        "use --overwrite to replace them or another --out"
-    )
-
-
-def _legacy(store: FeatureStore, existing: dict, fields: dict) -> dict | None:
-    """A store made before split sizes were in the fingerprint, with these settings and
-    (by its manifest) these split sizes: it resumes under its own fingerprint."""
-    old = {k: v for k, v in fields.items() if k != "split_sizes"}
-    if "split_sizes" in existing or existing.get("id") != fingerprint.fingerprint_id(old):
-        return None
-    manifest = store.read_manifest() or {}
-    return old if manifest.get("split_sizes") == fields["split_sizes"] else None
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError
 from cifar_ray.store.locations import Location
+from cifar_ray.store.records import ShardRecord
 from cifar_ray.store.shards import Shard
 
 META_KEY = b"cifar_ray"
@@ -95,3 +97,21 @@ def metadata_of(loc: Location, path: str) -> dict:
     if META_KEY not in meta:
         raise UserError(f"{path}: not a cifar-ray feature file")
     return json.loads(meta[META_KEY])
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A shard that is a valid result: its record, and the bytes of the file it names."""
+
+    record: ShardRecord
+    data: bytes
+
+    def table(self, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.data), columns=columns)
+
+    def labels(self) -> np.ndarray:
+        return self.table(["label"]).column("label").to_numpy()
+
+    def dim(self) -> int:
+        schema_ = pq.ParquetFile(io.BytesIO(self.data)).schema_arrow
+        return schema_.field("features").type.list_size

@@ -17,7 +17,7 @@ import io
 import json
 import logging
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError, first_line
 from cifar_ray.store import locations
-from cifar_ray.store.feature_file import assemble, encode
+from cifar_ray.store.feature_file import Verified, assemble, encode
 from cifar_ray.store.layout import (
     FINGERPRINT,
     MANIFEST,
@@ -287,21 +287,3 @@ class FeatureStore:
         dim = checked[shards[0].key].dim()
         counts = {s.key: checked[s.key].record.rows for s in shards}
         return assemble(shards, dim, order, lambda shard: checked[shard.key].table(), counts)
-
-
-@dataclass(frozen=True)
-class Verified:
-    """A shard that is a valid result: its record, and the bytes of the file it names."""
-
-    record: ShardRecord
-    data: bytes
-
-    def table(self, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.data), columns=columns)
-
-    def labels(self) -> np.ndarray:
-        return self.table(["label"]).column("label").to_numpy()
-
-    def dim(self) -> int:
-        schema_ = pq.ParquetFile(io.BytesIO(self.data)).schema_arrow
-        return schema_.field("features").type.list_size

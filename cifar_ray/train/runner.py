@@ -78,6 +78,9 @@ def pixel_inputs(cfg: TrainConfig, loaded: dict[str, latents.Latents]) -> dict[s
 def _dataset_pixels(cfg: TrainConfig, dataset: str, loaded: dict[str, latents.Latents]) -> dict:
     from cifar_ray.source import cifar
 
+    if dataset not in cifar.SOURCES:  # your own images: of any size, not a 32x32 archive
+        log.info("raw-pixel baselines are for CIFAR's 32x32 pixels: none for %s", dataset)
+        return {}
     first = next(iter(loaded.values()))
     source = cfg.data_dir or first.manifest.get("data_dir")
     try:
