@@ -176,3 +176,16 @@ def test_a_storage_error_is_not_a_bad_image(s3_inputs):
 def test_image_options_are_checked_before_anything_runs(fields, shown):
     with pytest.raises(UserError, match=re.escape(shown)):
         ExtractConfig(data="/photos", **fields)
+
+
+def test_train_refuses_a_store_of_unlabelled_images_in_one_line(tmp_path):
+    from cifar_ray.store import latents
+    from cifar_ray.store.features import FeatureStore
+    from cifar_ray.store.locations import Location
+
+    loc = Location(str(tmp_path))
+    manifest = {"fingerprint": "f" * 16, "classes": [], "split_sizes": {"train": 3},
+                "shard_size": 8, "dataset": "photos"}  # fmt: skip
+    FeatureStore(loc, "smallcnn@photos").write_json("manifest.json", manifest)
+    with pytest.raises(UserError, match="unlabelled images"):
+        latents.load(loc, "smallcnn@photos")
