@@ -5,6 +5,7 @@ refuse a changed input in one line, and write the report's preview from the sour
 from __future__ import annotations
 
 from dataclasses import replace
+from importlib.metadata import version
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def fingerprint_fields(cfg: ExtractConfig, dataset: Dataset) -> dict:
     if not isinstance(dataset, ImageDataset):
         return {}
     images = {"read": dataset.settings, "classes": list(dataset.classes),
-              "max_pixels": cfg.max_pixels, "decoder": "pillow"}  # fmt: skip
+              "max_pixels": cfg.max_pixels, "decoder": f"pillow {version('pillow')}"}  # fmt: skip
     return {"resize": cfg.resize_mode, "images": images}
 
 
