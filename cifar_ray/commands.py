@@ -21,7 +21,7 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     """One plan per backbone, all validated before anything is written; then extract each in
     turn. Ray and the first backbone's actors start while the archive is read: the actors'
     TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
-    cfgs = backbone_configs(cfg)
+    cfgs = backbone_configs(cfg, local=local)
     first = next((one for one in cfgs if not _looks_done(one)), None)
     if first is None or cfg.data_dir is None:  # a finished store, or a download: as before
         return _extract(
@@ -42,14 +42,19 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
         return _extract(cfgs, dataset, local, address, verbose, launched={first.backbone: launched})
 
 
-def backbone_configs(cfg: ExtractConfig) -> list[ExtractConfig]:
+def backbone_configs(cfg: ExtractConfig, local: bool) -> list[ExtractConfig]:
     """One config per backbone. What a user can get wrong without data (the --out URI,
-    unknown backbones, sizes, weights paths) fails here, before Ray starts."""
+    unknown backbones, sizes, weights paths, a --data-dir that is no file or folder, options
+    this machine cannot hold) fails here, before Ray starts."""
+    from cifar_ray.extract import preflight
+    from cifar_ray.source.paths import check_data_dir
+
     Location(cfg.out).check()
+    check_data_dir(cfg.data_dir)
     _check_overrides(cfg)
     cfgs = [cfg_for(cfg, name) for name in _each_once(backbone_names(cfg.backbone))]
-    for one in cfgs:
-        job.embedder_spec(one)
+    sizes = [job.embedder_spec(one)[1].image_size for one in cfgs]
+    preflight.check(cfgs, sizes, local=local)
     return cfgs
 
 
@@ -206,7 +211,7 @@ def report(out: str) -> None:
 def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
         verbose: bool) -> None:  # fmt: skip
     """One Ray session for extraction and training (each stage's own opens nothing more)."""
-    backbone_configs(xcfg)  # the user's mistakes, before Ray starts
+    backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
     with ray_session(local, address, verbose):
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted

@@ -20,6 +20,7 @@ from cifar_ray import ray_runtime
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import UserError, first_line
+from cifar_ray.extract import preflight
 from cifar_ray.extract.pool import ElasticPool
 from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
 from cifar_ray.extract.watchdog import Watchdog
@@ -161,6 +162,7 @@ def launch(spec: EmbedderSpec, loc: Location, startup: dict, *, actors: int | No
            gpus_per_actor: float, in_flight: int) -> Launch:  # fmt: skip
     """Ask for the actors now; their start-up errors surface when the pool is polled."""
     backend = RayBackend(spec, loc, startup, actors, gpus_per_actor, in_flight)
+    preflight.warn_unplaceable(actors, ray.cluster_resources(), gpus_per_actor)
     requested = request_actors(actors, gpus_per_actor)
     try:
         return Launch(backend, ElasticPool(backend), requested)
