@@ -8,7 +8,7 @@ from dataclasses import replace
 from cifar_ray import progress
 from cifar_ray.background import InBackground
 from cifar_ray.config import ExtractConfig, TrainConfig, backbone_names
-from cifar_ray.errors import ExtractionFailed, UserError
+from cifar_ray.errors import ExtractionFailed, StorageError, UserError
 from cifar_ray.extract import job
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.source import cifar
@@ -76,15 +76,24 @@ def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, add
             check_out_is_shared(cfgs[0].out)
 
             pixels = ShardPixels(dataset, keep=sum(bool(p.todo) for p in plans) > 1)
-            summaries = [_extract_one(p, pixels, launched.pop(p.cfg.backbone, None))
-                         for p in plans]  # fmt: skip
+            for p in plans:
+                summaries.append(_extract_one(p, pixels, launched.pop(p.cfg.backbone, None)))
+                if summaries[-1].storage_error:  # the next store would be refused the same
+                    break
     else:
         summaries = [job.execute(p, launched=launched.pop(p.cfg.backbone, None)) for p in plans]
     _print_summary(summaries)
     failed = {f"{s.backbone}/{k}": v for s in summaries for k, v in s.failed.items()}
-    if failed:
-        for key, error in sorted(failed.items()):
+    stopped = next((s.storage_error for s in summaries if s.storage_error), None)
+    cut = sorted(k for k, v in failed.items() if v == stopped)  # one reason: said once, below
+    if cut:
+        progress.console.print(f"[red]not published[/red] {len(cut)} shard(s): {', '.join(cut)}")
+    for key, error in sorted(failed.items()):
+        if error != stopped:
             progress.console.print(f"[red]failed[/red] {key}: {error}")
+    if stopped:
+        raise StorageError(stopped)
+    if failed:
         raise ExtractionFailed(failed)
     return summaries
 
