@@ -244,8 +244,15 @@ def inspect(out: str) -> bool:
                 f"[yellow]{name}[/yellow] stray file, not part of the result "
                 f"(the next extract removes it): {path}"
             )
+        for path in counts.get("temporaries", []):
+            progress.console.print(
+                f"[yellow]{name}[/yellow] temporary file of an interrupted write "
+                f"(the next extract removes it): {path}"
+            )
         if counts.get("strays"):
             status += f", {len(counts['strays'])} stray"
+        if counts.get("temporaries"):
+            status += f", {len(counts['temporaries'])} temporary"
         rows.append(
             [name, *(counts.get(k) for k in ("shards", "rows", "dim", "fingerprint")), status]
         )

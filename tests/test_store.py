@@ -151,7 +151,11 @@ def test_inspect_returns_what_it_found_and_prints_nothing(tmp_path, capsys):
     [found] = checks.inspect(str(tmp_path))
     assert (found.backbone, found.ok, found.problems) == ("toy", False, ["train-00001: missing"])
     assert found.counts["strays"] == [str(tmp_path / "features/toy/train/notes.parquet")]
-    assert (found.counts["shards"], found.counts["rows"], found.counts["dim"]) == (2, 20, 4)
+    assert (found.counts["shards"], found.counts["rows"], found.counts["dim"]) == (
+        2,
+        10,
+        4,
+    )  # committed rows
     assert capsys.readouterr() == ("", "")
 
 

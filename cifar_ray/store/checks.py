@@ -49,14 +49,23 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
             problems.append(f"{shard.key}: no {COARSE} column (CIFAR-100's superclass)")
     if len(dims) > 1:
         problems.append(f"feature dimensions differ between shards: {sorted(dims)}")
+    bad = {p.partition(":")[0] for p in problems}
     counts = {
         "shards": len(shards),
-        "rows": sum(s.rows for s in shards),
+        "rows": sum(s.rows for s in shards if s.key not in bad),  # committed, not planned
+        "planned_rows": sum(s.rows for s in shards),
         "dim": next(iter(dims), 0),
         "fingerprint": fid,
         "strays": store.strays(shards),
+        "temporaries": _temporaries(store),
     }
     return counts, problems
+
+
+def _temporaries(store: FeatureStore) -> list[str]:
+    """Left by a write that was interrupted (the next extract removes them)."""
+    files = locations.list_files(store.loc, store.dir)
+    return [p for p in files if locations.TMP_MARK in p.rpartition("/")[2]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ class StoreCheck:
     """One backbone's store as `inspect` found it."""
 
     backbone: str
-    counts: dict  # shards, rows, dim, fingerprint, strays (see `check`)
+    counts: dict  # shards, rows (committed), planned_rows, dim, fingerprint, strays, temporaries
     problems: list[str]
 
     @property
