@@ -24,6 +24,11 @@ SHARD_TIMEOUT_MIN_S = 60.0
 # (InceptionV3 at 75 px, batch 256: about 2.3 MB an image), may take this share of memory.
 ACTIVATION_BYTES_PER_PIXEL = 400
 BATCH_MEMORY_SHARE = 0.5
+# store/lease.py: an extract holds a lease on each store it writes, renewed this often; a run
+# that died without giving it back loses it LEASE_S after its last renewal.
+LEASE_S = 120.0
+LEASE_RENEW_S = 30.0
+LEASE_SETTLE_S = 0.5  # two runs that start together: the last writer keeps the lease
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds: 0..2**32-1
 
 

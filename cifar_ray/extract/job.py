@@ -117,6 +117,11 @@ def embedder_spec(cfg: ExtractConfig) -> tuple[backbones.Backbone, EmbedderSpec]
     return backbone, spec
 
 
+def store_of(cfg: ExtractConfig) -> str:
+    """The store `cfg` writes, known without the data (the dataset's name is in `cfg`)."""
+    return store_name(backbones.get(cfg.backbone).name, cfg.dataset)
+
+
 def launch(cfg: ExtractConfig) -> distributor.Launch:
     """Start the actors for `cfg` inside a Ray session, before the dataset is read: they import
     TensorFlow and build the model while the driver reads and checks the archive. `execute`

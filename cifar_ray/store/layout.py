@@ -10,6 +10,7 @@
     OUT/train-runs/head-<backbone>-<key>/                          Ray Train checkpoints
     OUT/samples/test-preview.npz                                   first test images, for the report
     OUT/report/                                                    metrics.json, report.*, *.png
+    OUT/leases/<backbone>.json                                     the extract running on a store
 
 A store is named by its backbone and dataset: CIFAR-10's by the backbone alone (`inceptionv3`,
 as always), any other dataset's as `<backbone>@<dataset>` (`inceptionv3@cifar100`). That one
@@ -33,6 +34,7 @@ MODELS = "models"
 TRAIN_RUNS = "train-runs"
 SAMPLES = "samples"
 REPORT = "report"
+LEASES = "leases"  # beside features/, not in it: a lease alone is no store
 
 RECORDS = "_shards"  # hidden from Parquet dataset readers by its leading underscore
 MANIFEST = "manifest.json"
@@ -157,3 +159,7 @@ class Layout:
 
     def report_file(self, name: str) -> str:
         return f"{self.report_dir()}/{name}"
+
+    # --- OUT/leases/ ---------------------------------------------------------------------
+    def lease(self, backbone: str) -> str:
+        return self.loc.path(LEASES, f"{backbone}.json")
