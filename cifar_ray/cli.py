@@ -238,6 +238,9 @@ def bench(
             "(benchmarks/bare.py), start-up and archive reading included."
         ),
     ] = B.whole_job,
+    image_files: Annotated[
+        bool, typer.Option(help="With --whole-job: on --images JPEG files written from the data.")
+    ] = B.image_files,
 ) -> None:
     """Measure extraction against a plain Keras predict; prints one JSON line."""
     from cifar_ray import bench as bench_mod
@@ -247,7 +250,7 @@ def bench(
             data_dir=data_dir, dataset=dataset, backbone=backbone, image_size=image_size,
             images=images,
             batch_size=batch_size, shard_size=shard_size, actors=actors, precision=precision,
-            xla=xla, rounds=rounds, whole_job=whole_job,
+            xla=xla, rounds=rounds, whole_job=whole_job, image_files=image_files,
         )
     )  # fmt: skip
 

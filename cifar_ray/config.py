@@ -169,10 +169,13 @@ class BenchConfig:
     seed: int = ExtractConfig.seed
     rounds: int = 2  # each side runs this many times; the best counts (load on a shared box)
     whole_job: bool = False  # `cifar-ray extract --local` against benchmarks/bare.py, start to end
+    image_files: bool = False  # whole job on JPEG files written from the data, not its archive
 
     def __post_init__(self) -> None:
         check_dataset(self.dataset)
         check_seed(self.seed)
+        if self.image_files and not self.whole_job:
+            raise UserError("--image-files times the whole job: add --whole-job")
         if self.images <= 0 or self.rounds <= 0:
             raise UserError(
                 f"--images and --rounds must be positive, got {self.images} and {self.rounds}"
