@@ -7,8 +7,8 @@ from dataclasses import replace
 
 from cifar_ray import progress
 from cifar_ray.background import InBackground
-from cifar_ray.config import ExtractConfig, TrainConfig
-from cifar_ray.errors import ExtractionFailed, StorageError, UserError
+from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig
+from cifar_ray.errors import ExtractionFailed, StorageError
 from cifar_ray.extract import configs, job
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.source import cifar
@@ -31,6 +31,7 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
 def _extract_all(cfg: ExtractConfig, cfgs: list[ExtractConfig], local: bool,
                  address: str | None, verbose: bool) -> list:  # fmt: skip
     first = next((one for one in cfgs if not configs.looks_done(one)), None)
+    progress.phase(f"reading {cfg.dataset} from {cfg.data_dir or 'the download cache'}")
     if first is None or cfg.data_dir is None:  # a finished store, or a download: as before
         return _extract(
             cfgs, cifar.load(cfg.data_dir, cfg.limit, cfg.dataset), local, address, verbose
@@ -44,6 +45,7 @@ def _extract_all(cfg: ExtractConfig, cfgs: list[ExtractConfig], local: bool,
         launched = job.launch(first)
         try:
             dataset = reading.result()  # archive errors first, with nothing written
+            progress.phase(f"read {sum(len(s.labels) for s in dataset.splits.values())} images")
         except BaseException:
             launched.shutdown()
             raise
@@ -79,10 +81,10 @@ def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, add
     stopped = next((s.storage_error for s in summaries if s.storage_error), None)
     cut = sorted(k for k, v in failed.items() if v == stopped)  # one reason: said once, below
     if cut:
-        progress.console.print(f"[red]not published[/red] {len(cut)} shard(s): {', '.join(cut)}")
+        progress.say(f"{len(cut)} shard(s): {', '.join(cut)}", tag="not published", style="red")
     for key, error in sorted(failed.items()):
         if error != stopped:
-            progress.console.print(f"[red]failed[/red] {key}: {error}")
+            progress.say(f"{key}: {error}", tag="failed", style="red")
     if stopped:
         raise StorageError(stopped)
     if failed:
@@ -94,13 +96,12 @@ def _extract_one(p: job.ExtractionPlan, pixels, launched=None) -> job.Extraction
     if p.temporaries_removed:
         log.warning("removed %d stale temporary files", p.temporaries_removed)
     if p.skipped:
-        progress.console.print(
-            f"{p.backbone.name}: {p.skipped} of {len(p.shards)} shards already done, skipped"
-        )
+        done = f"{p.skipped} of {len(p.shards)} shards already done, skipped"
+        progress.say(f"{p.backbone.name}: {done}")
     total = sum(s.rows for s in p.todo)
-    with progress.image_bar(f"embed {p.backbone.name}", total) as advance:
-        return job.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels,
-                           launched=launched)  # fmt: skip
+    with progress.image_bar(f"embed {p.backbone.name}", total) as bar:
+        return job.execute(p, on_shard=lambda record: bar.done(record.rows), pixels=pixels,
+                           launched=launched, on_embedding=bar.embedding)  # fmt: skip
 
 
 def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
@@ -109,11 +110,8 @@ def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
          s.images_per_s]
         for s in summaries
     ]  # fmt: skip
-    progress.table(
-        "extraction",
-        ["backbone", "shards", "computed", "skipped", "failed", "images", "seconds", "img/s"],
-        rows,
-    )
+    columns = ["backbone", "shards", "computed", "skipped", "failed", "images", "seconds"]
+    progress.table("extraction", [*columns, "img/s whole job"], rows)
 
 
 def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
@@ -147,10 +145,13 @@ def _print_results(results: dict[str, dict]) -> None:
 
 
 def report(out: str) -> None:
+    from cifar_ray.report import audit_section
     from cifar_ray.report import writer as report_mod
 
     path = report_mod.write(out)
-    rows = report_mod.comparison(report_mod.collect(Location(out)))
+    loc = Location(out)
+    results = report_mod.collect(loc)
+    rows = report_mod.comparison(results, audit_section.collect(loc, results))
     fixed = ["backbone", "dim", "images_per_s", "extraction_s"]
     shown = ["backbone", "dim", "img/s", "extract s"]
     if any("dataset" in r for r in rows):  # OUT holds more than one dataset
@@ -161,7 +162,7 @@ def report(out: str) -> None:
         [*shown, *models],
         [[r.get(k) for k in (*fixed, *models)] for r in rows],
     )
-    progress.console.print(f"report: {path}")
+    progress.result(f"report: {path}")
 
 
 def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
@@ -172,83 +173,7 @@ def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | N
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted
         train(replace(tcfg, backbone=stores), local=local, address=address, verbose=verbose)
+    from cifar_ray.commands_audit import neighbours
+
+    neighbours(AuditConfig(out=xcfg.out, backbone=stores, data_dir=xcfg.data_dir))
     report(xcfg.out)
-
-
-def inspect(out: str) -> bool:
-    """Print what `store.checks` found; True when every store is whole."""
-    from cifar_ray.store import checks
-
-    found = checks.inspect(out)
-    rows = []
-    for store in found:
-        name, counts, problems = store.backbone, store.counts, store.problems
-        status = "ok" if store.ok else f"{len(problems)} bad"
-        # Strays do not make a store bad (training reads only what records name), but a
-        # reader of a split folder as a Parquet dataset would see their rows: say so.
-        for path in counts.get("strays", []):
-            progress.console.print(
-                f"[yellow]{name}[/yellow] stray file, not part of the result "
-                f"(the next extract removes it): {path}"
-            )
-        for path in counts.get("temporaries", []):
-            progress.console.print(
-                f"[yellow]{name}[/yellow] temporary file of an interrupted write "
-                f"(the next extract removes it): {path}"
-            )
-        if counts.get("strays"):
-            status += f", {len(counts['strays'])} stray"
-        if counts.get("temporaries"):
-            status += f", {len(counts['temporaries'])} temporary"
-        rows.append(
-            [name, *(counts.get(k) for k in ("shards", "rows", "dim", "fingerprint")), status]
-        )
-        for problem in problems:
-            progress.console.print(f"[red]{name}[/red] {problem}")
-    progress.table(
-        "feature stores", ["backbone", "shards", "rows", "dim", "fingerprint", "status"], rows
-    )
-    return all(store.ok for store in found)
-
-
-def list_backbones(files: bool = False) -> None:
-    from cifar_ray.embed import backbones
-
-    rows = []
-    for name in backbones.names():
-        try:
-            b = backbones.get(name)
-        except UserError as exc:  # an installed plugin that does not load: list the others
-            rows.append([name, f"error: {exc}"])
-            continue
-        if files:
-            rows.append([b.name, b.weights_file, b.weights_hash])
-        else:
-            rows.append([b.name, b.application, b.dim or None, b.default_size, b.min_size,
-                         b.preprocessing, b.params_m or None, b.gmacs or None])  # fmt: skip
-    columns = (
-        ["name", "ImageNet weights file (no top, in ~/.keras/models/)", "Keras file_hash"]
-        if files
-        else ["name", "source", "dim", "size", "min size", "preprocessing", "params (M)", "GMACs"]
-    )
-    progress.table("backbones", columns, [r + [None] * (len(columns) - len(r)) for r in rows])
-    _list_hub_backbones(files)
-
-
-def _list_hub_backbones(files: bool) -> None:
-    """Keras Hub's image backbone families beside the registry, from its installed tables."""
-    from cifar_ray.embed import hub
-
-    try:
-        families = hub.families()
-    except UserError as exc:  # the extra is not installed: say how to get it
-        progress.console.print(f"Keras Hub backbones (--backbone hub:<preset>): {exc}")
-        return
-    if files:
-        progress.console.print("Keras Hub presets (--backbone hub:<preset>): downloaded and "
-                               "cached by Keras Hub (kagglehub: KAGGLEHUB_CACHE)")  # fmt: skip
-        return
-    rows = [["keras-hub", family, len(presets), ", ".join(presets[:3]) or None]
-            for family, presets in families]  # fmt: skip
-    progress.table("Keras Hub backbones: --backbone hub:<preset> (or a preset directory)",
-                   ["source", "family", "presets", "examples"], rows)  # fmt: skip

@@ -32,6 +32,14 @@ LEASE_SETTLE_S = 0.5  # two runs that start together: the last writer keeps the 
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds: 0..2**32-1
 
 
+# Decoding images (source/decode.py). Pillow's own limit, Image.MAX_IMAGE_PIXELS: the size
+# past which it calls a file a decompression bomb (~ a 9,500 x 9,500 image, 268 MB as RGB).
+RESIZE_MODES = ("squash", "center-crop", "pad")
+DEFAULT_RESIZE = "center-crop"  # the ImageNet evaluation convention; CIFAR keeps "squash"
+MAX_PIXELS = 89_478_485
+DECODE_THREADS: int | None = None  # None: one per CPU this process may run on
+
+
 def check_dataset(name: str) -> None:
     if name not in DATASETS:
         raise UserError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}")
@@ -166,14 +174,55 @@ class BenchConfig:
     seed: int = ExtractConfig.seed
     rounds: int = 2  # each side runs this many times; the best counts (load on a shared box)
     whole_job: bool = False  # `cifar-ray extract --local` against benchmarks/bare.py, start to end
+    image_files: bool = False  # whole job on JPEG files written from the data, not its archive
 
     def __post_init__(self) -> None:
         check_dataset(self.dataset)
         check_seed(self.seed)
+        if self.image_files and not self.whole_job:
+            raise UserError("--image-files times the whole job: add --whole-job")
         if self.images <= 0 or self.rounds <= 0:
             raise UserError(
                 f"--images and --rounds must be positive, got {self.images} and {self.rounds}"
             )
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """`cifar-ray neighbours`: the k nearest training images of every test image, and the
+    near-duplicates across splits (`cifar_ray.audit`)."""
+
+    out: str = DEFAULT_OUT
+    backbone: str = ""  # comma-separated stores; empty: every store in OUT
+    data_dir: str | None = None  # pixels for exact duplicates; default: as extracted
+    k: int = 10  # neighbours kept per image
+    duplicate_threshold: float | None = None  # None: chosen from the data (audit.threshold)
+    threshold_floor: float = 0.9  # the data's gap is looked for above this similarity only
+    fallback_threshold: float = 0.97  # when the data shows no gap above the floor
+    index: str = "auto"  # exact, approximate, or auto (approximate when exact would be slow)
+    query_block: int = 4096  # queries searched at once: bounds the similarity block in memory
+    base_block: int = 65_536  # training rows per block when the search is split (Ray tasks)
+    nlist: int = 0  # IVF lists; 0: 4 x sqrt(train rows)
+    nprobe: int = 16  # IVF lists searched per query
+    recall_sample: int = 500  # test queries whose approximate result is checked against exact
+    within_train: bool = True  # also duplicates inside the training set (a train x train pass)
+
+    def __post_init__(self) -> None:
+        _check_out(self.out)
+        for name in ("out", "data_dir"):
+            object.__setattr__(self, name, absolute(getattr(self, name)))
+        if self.k <= 0 or self.query_block <= 0 or self.base_block <= 0:
+            raise UserError("--k, query and base blocks must be positive")
+        if self.index not in INDEX_KINDS:
+            raise UserError(f"--index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
+        t = self.duplicate_threshold
+        if t is not None and not -1 <= t <= 1:
+            raise UserError(
+                f"--duplicate-threshold must be a cosine similarity in [-1, 1], got {t}"
+            )
+
+
+INDEX_KINDS = ("auto", "exact", "approximate")
 
 
 def backbone_names(value: str, *, required: bool = True) -> list[str]:

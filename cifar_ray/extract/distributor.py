@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from cifar_ray import ray_runtime
+from cifar_ray import progress, ray_runtime
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import StorageRefused, UserError, first_line
@@ -104,7 +105,7 @@ class RayBackend:
         where = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
         actor = self.worker.options(
             num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0, max_task_retries=0,
-            max_concurrency=self.in_flight, scheduling_strategy=where,
+            max_concurrency=self.in_flight + 1, scheduling_strategy=where,  # +1: `embedding`
         ).remote(spec, self.loc, self.startup)  # fmt: skip
         return actor, actor.info.remote()
 
@@ -146,6 +147,36 @@ class RayBackend:
                 with contextlib.suppress(Exception):
                     ray.get(ticket)
         self.abandoned = []
+
+    def embedding(self, actors: list, timeout: float = 0.5) -> int:
+        """Images the actors have embedded in shards still in flight (an actor that does not
+        answer in time, or died, counts none: the bar is a view, never the result)."""
+        refs = [actor.embedding.remote() for actor in actors]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout) if refs else ([], [])
+        total = 0
+        for ref in ready:
+            with contextlib.suppress(Exception):
+                total += ray.get(ref)
+        return total
+
+
+class _EmbeddingWatch:
+    """A driver thread that asks the ready actors twice a second how far their shards are."""
+
+    def __init__(self, backend: RayBackend, pool: ElasticPool, on_images: Callable[[int], None]):
+        self.backend, self.pool, self.on_images = backend, pool, on_images
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True, name="embedding-watch")
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.5):
+            with contextlib.suppress(Exception):  # Ray shutting down under it: nothing to show
+                self.on_images(self.backend.embedding(list(self.pool.ready)))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
 
 
 @dataclass
@@ -190,7 +221,10 @@ def launch(spec: EmbedderSpec, loc: Location, startup: dict, *, actors: int | No
     preflight.warn_unplaceable(actors, ray.cluster_resources(), gpus_per_actor)
     requested = request_actors(actors, gpus_per_actor)
     try:
-        return Launch(backend, ElasticPool(backend), requested)
+        pool = ElasticPool(backend)
+        progress.phase(f"starting {len(pool.starting)} embedder actor(s) for {spec.backbone}: "
+                     "each imports TensorFlow and builds the model")  # fmt: skip
+        return Launch(backend, pool, requested)
     except BaseException:
         if requested:
             _request_bundles([])
@@ -217,11 +251,14 @@ def run(
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,
     launched: Launch | None = None,
+    on_embedding: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Embed and publish every shard in `todo`; a shard fails only after `max_retries` retries,
     or at once, named, when no actor can start. `launched`: a pool started earlier for this
-    spec (it is shut down here either way)."""
+    spec (it is shut down here either way). `on_embedding(n)`: images embedded in shards
+    still in flight, twice a second."""
     started = time.monotonic()
+    watch = None
     if launched is not None and launched.startup != startup_metadata(metadata):
         launched.shutdown()  # started for other settings: never mix
         launched = None
@@ -234,8 +271,12 @@ def run(
         scheduler = Scheduler(pool, launched.backend, in_flight=in_flight,
                               max_retries=max_retries, on_shard=on_shard,
                               watchdog=Watchdog(fixed_s=shard_timeout))  # fmt: skip
+        if on_embedding is not None:
+            watch = _EmbeddingWatch(launched.backend, pool, on_embedding)
         results = scheduler.run(todo)
     finally:
+        if watch is not None:
+            watch.close()
         if launched is not None:
             launched.shutdown()
     at = lambda t: None if t is None else max(0.0, t - started)  # noqa: E731

@@ -183,6 +183,7 @@ def execute(
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,  # shared between backbones
     launched: distributor.Launch | None = None,  # actors started for this plan (see launch)
+    on_embedding: Callable[[int], None] | None = None,  # images in shards in flight
 ) -> ExtractionSummary:
     """Run the Ray part for the shards still to do, then record the manifest. Nothing is
     written before an actor is up and has published a shard: an actor that cannot build the
@@ -209,7 +210,7 @@ def execute(
                 actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
                 in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries,
                 shard_timeout=p.cfg.shard_timeout, on_shard=published,
-                pixels=pixels, launched=launched,
+                pixels=pixels, launched=launched, on_embedding=on_embedding,
             )  # fmt: skip
         except StorageError as exc:  # the store failed the driver: what was published stands
             outcome = _stopped(p, done, exc)

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from cifar_ray import progress
 from cifar_ray.errors import UserError
 from cifar_ray.extract.scheduler import ActorDied, Backend, NoActorCouldStart, PoolShape
 from cifar_ray.extract.watchdog import WAITING_SAY_EVERY_S
@@ -45,7 +46,7 @@ class ElasticPool:
         self.replaced = self.retired = 0
         self.digest: str | None = None
         self.first_ready_at: float | None = None  # clock() when the first was up
-        self._resized_at = self._said_waiting_at = self.clock()
+        self._resized_at = self._said_waiting_at = self._created_at = self.clock()
         self._grow()
 
     # --- growing with the cluster -------------------------------------------------------------
@@ -158,7 +159,10 @@ class ElasticPool:
         self.ready.append(actor)
         self.started.append(info)
         self.start_failures.clear()
-        self.first_ready_at = self.first_ready_at or self.clock()
+        if self.first_ready_at is None:
+            self.first_ready_at = self.clock()
+            progress.phase(f"first actor ready after {self.first_ready_at - self._created_at:.1f} s"
+                         f" (model built on {info.get('node_ip') or 'this node'})")  # fmt: skip
 
     def _start_failed(self, actor, error: str, shown: str | None, node_id: str | None) -> None:
         """With actors at work, a node where actors cannot start gets no more of them; with

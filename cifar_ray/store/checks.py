@@ -49,10 +49,12 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
             problems.append(f"{shard.key}: no {COARSE} column (CIFAR-100's superclass)")
     if len(dims) > 1:
         problems.append(f"feature dimensions differ between shards: {sorted(dims)}")
-    bad = {p.partition(":")[0] for p in problems}
-    counts = {
+    bad = {p.split(":", 1)[0] for p in problems}
+    published = [s for s in shards if s.key not in bad]
+    counts = {  # rows: what the store holds now (an interrupted run holds fewer than planned)
         "shards": len(shards),
-        "rows": sum(s.rows for s in shards if s.key not in bad),  # committed, not planned
+        "published": len(published),
+        "rows": sum(s.rows for s in published),
         "planned_rows": sum(s.rows for s in shards),
         "dim": next(iter(dims), 0),
         "fingerprint": fid,
@@ -73,7 +75,7 @@ class StoreCheck:
     """One backbone's store as `inspect` found it."""
 
     backbone: str
-    counts: dict  # shards, rows (committed), planned_rows, dim, fingerprint, strays, temporaries
+    counts: dict  # shards, published, rows, planned_rows, dim, fingerprint, strays, temporaries
     problems: list[str]
 
     @property
