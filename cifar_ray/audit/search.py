@@ -52,7 +52,8 @@ def approximate_index(base: np.ndarray, nlist: int, nprobe: int, seed: int = 0) 
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int, block: int) -> tuple:
-    """(similarities, ids), each (len(queries), k), best first; the queries in blocks."""
+    """(similarities, ids), each (len(queries), k), best first, equal similarities by id
+    (as `merge` orders them, so a blocked search gives the same answer); queries in blocks."""
     n = len(queries)
     sims = np.full((n, k), -np.inf, dtype=np.float32)
     ids = np.full((n, k), EMPTY, dtype=np.int64)
@@ -61,7 +62,8 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, block: int) -> tuple
         d, i = index.search(queries[start:stop], k)
         sims[start:stop], ids[start:stop] = d, i
     sims[ids == EMPTY] = -np.inf
-    return sims, ids
+    order = np.lexsort((ids, -sims), axis=1)
+    return np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
 
 
 def merge(a: tuple, b: tuple, k: int) -> tuple:
