@@ -219,3 +219,45 @@ def test_cifar_ray_neighbours_on_an_existing_out(cifar_archive, tmp_path):
     assert exact >= {p for p, how in small.pairs.items() if how == "exact"}
     bad = run_cli("neighbours", str(tmp_path / "empty"))
     assert bad.returncode == 2 and "no feature stores" in bad.stderr
+
+
+def test_the_report_shows_the_audit_and_every_models_cleaned_score(audited, planted):
+    """A 1-NN classifier on the stored neighbours stands in for a trained model: it is right
+    on every leaked test image, so leaving them out lowers its score."""
+    from cifar_ray.report import writer
+    from cifar_ray.train import maps
+    from cifar_ray.train.results import HEAD, ModelResult
+
+    out, record = audited
+    table = IndexFolder(Location(out), "pix").read_table(NEIGHBOURS).to_pydict()
+    pred = np.array([labels[0] for labels in table["train_labels"]])
+    y = planted.y_test
+    model = ModelResult.scored(HEAD, "dense-head (Ray Train)", {}, {"train": 1.0, "val": 0.3,
+                               "test": float(np.mean(pred == y))}, y, pred, 10, fit_s=1.0,
+                               infer_s=0.1)  # fmt: skip
+    x = audit_data.features(planted.test)
+    results = {
+        "backbone": "pix", "dataset": "cifar10", "fingerprint": "fp-pix", "dim": x.shape[1],
+        "classes": record["classes"], "sizes": {"train": 4500, "val": 500, "test": len(y)},
+        "train_config": {}, "extraction": {}, "models": {HEAD: model.to_dict()},
+        "embedding_2d": maps.pca_map((x, y), 0, n=60),
+    }  # fmt: skip
+    path = Location(out).path("models", "pix", "results.json")
+    Location(out).fs.create_dir(path.rpartition("/")[0])
+    with open(path, "w") as f:
+        json.dump(results, f)
+    html = writer.write(out)
+    with open(Location(out).path("report", "metrics.json")) as f:
+        metrics = json.load(f)
+    audit = metrics["audit"]["pix"]
+    row = metrics["comparison"][0]
+    keep = np.ones(len(y), bool)
+    keep[[i for i, _ in record["leaked_test"]]] = False
+    assert row[f"{HEAD} (clean)"] == pytest.approx(np.mean(pred[keep] == y[keep]), abs=1e-6)
+    assert row[f"{HEAD} (clean)"] < row[HEAD]
+    assert audit["clean_test_images"] == keep.sum() and "leaked_test" not in audit
+    with open(html) as f:
+        page = f.read()
+    assert '<section id="audit">' in page and "labelling-error" in page
+    for name in ("pairs", "nn-similarity", "strips", "knn"):
+        assert f'alt="pix {name.replace("-", " ")}"' in page
