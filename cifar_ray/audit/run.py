@@ -104,8 +104,8 @@ def _exact_pairs(source: pixels.PixelSource | None) -> tuple[dict, bool]:
 def _pairs(test: np.ndarray, train: np.ndarray | None, test_nn: tuple, train_nn: tuple | None,
            value: float, exact: dict) -> duplicates.Pairs:  # fmt: skip
     def cosine(queries: np.ndarray) -> Callable[[int, int], float]:
-        if train is None:  # features of train not held here (remote search): from the pass
-            return lambda q, t: float(test_nn[0][q][test_nn[1][q] == t].max(initial=np.nan))
+        if train is None:  # train's features not held here (remote search): from the pass
+            return lambda q, t: _listed(test_nn, q, t)
         return lambda q, t: float(queries[q] @ train[t])
 
     parts = [duplicates.combine("test", duplicates.near(*test_nn, value), exact.get("test", []),
@@ -114,6 +114,12 @@ def _pairs(test: np.ndarray, train: np.ndarray | None, test_nn: tuple, train_nn:
         parts.append(duplicates.combine("train", duplicates.near(*train_nn, value),
                                         exact.get("train", []), cosine(train)))  # fmt: skip
     return duplicates.concat(*parts)
+
+
+def _listed(nn: tuple[np.ndarray, np.ndarray], q: int, t: int) -> float:
+    """t's similarity among q's neighbours; NaN when t is not among them."""
+    found = nn[0][q][nn[1][q] == t]
+    return float(found.max()) if found.size else float("nan")
 
 
 def _neighbours_table(lat: latents.Latents, sims: np.ndarray, ids: np.ndarray) -> pa.Table:

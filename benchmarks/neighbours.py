@@ -1,0 +1,79 @@
+"""Nearest-neighbour search at scale: random unit vectors, exact (IndexFlatIP, queries in
+blocks) against approximate (IVF, trained on a sample), each in a fresh process so its peak
+memory is its own. One JSON line per mode; the approximate line has its recall@k against the
+exact answer on a sample of the queries.
+
+    python -m benchmarks.neighbours --rows 100000 --dim 2048 --queries 10000
+
+Random vectors are the worst case for IVF: they have no clusters, so recall at a given
+nprobe is far lower than on real features (where near neighbours share a list)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from cifar_ray.audit import search
+
+K = 10
+BLOCK = 4096
+RECALL_SAMPLE = 500
+
+
+def _data(rows: int, dim: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    base = search.normalized(rng.standard_normal((rows, dim), dtype=np.float32))
+    return base, search.normalized(rng.standard_normal((queries, dim), dtype=np.float32))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def one(mode: str, rows: int, dim: int, queries: int, nprobe: int) -> dict:
+    base, q = _data(rows, dim, queries)
+    data_mb = _peak_mb()
+    started = time.perf_counter()
+    if mode == "exact":
+        index = search.exact_index(base)
+    else:
+        index = search.approximate_index(base, 0, nprobe)
+    built = time.perf_counter() - started
+    found = search.timed_search(index, q, K, BLOCK)
+    line = {"mode": mode, "rows": rows, "dim": dim, "queries": queries, "k": K,
+            "build_s": round(built, 2), "search_s": round(found.seconds, 2),
+            "queries_per_s": round(queries / found.seconds, 1),
+            "peak_rss_mb": round(_peak_mb()), "data_rss_mb": round(data_mb)}  # fmt: skip
+    if mode != "exact":
+        sample = q[:RECALL_SAMPLE]
+        truth = search.search(search.exact_index(base), sample, K, BLOCK)[1]
+        line.update(nlist=index.nlist, nprobe=index.nprobe,
+                    recall_at_k=round(search.recall(truth, found.ids[:RECALL_SAMPLE]), 4))
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--nprobe", type=int, default=16)
+    parser.add_argument("--mode", choices=("exact", "approximate"))
+    args = parser.parse_args()
+    if args.mode:
+        print(json.dumps(one(args.mode, args.rows, args.dim, args.queries, args.nprobe)))
+        return
+    for mode in ("exact", "approximate"):  # each in a process of its own: its own peak
+        argv = [sys.executable, "-m", "benchmarks.neighbours", "--mode", mode,
+                *(f"--{k}={v}" for k, v in vars(args).items() if k != "mode")]  # fmt: skip
+        subprocess.run(argv, check=True)
+
+
+if __name__ == "__main__":
+    main()
