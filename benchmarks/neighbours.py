@@ -53,8 +53,8 @@ def one(mode: str, rows: int, dim: int, queries: int, nprobe: int) -> dict:
     if mode != "exact":
         sample = q[:RECALL_SAMPLE]
         truth = search.search(search.exact_index(base), sample, K, BLOCK)[1]
-        line.update(nlist=index.nlist, nprobe=index.nprobe,
-                    recall_at_k=round(search.recall(truth, found.ids[:RECALL_SAMPLE]), 4))
+        recall = search.recall(truth, found.ids[:RECALL_SAMPLE])
+        line.update(nlist=index.nlist, nprobe=index.nprobe, recall_at_k=round(recall, 4))
     return line
 
 
