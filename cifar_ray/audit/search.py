@@ -40,7 +40,7 @@ def approximate_index(base: np.ndarray, nlist: int, nprobe: int, seed: int = 0) 
     10 iterations keep training a fraction of the search it saves), then every row into its
     nearest list; a query searches `nprobe` lists."""
     n, dim = base.shape
-    nlist = max(1, min(nlist or int(4 * np.sqrt(n)), n // 39 or 1))
+    nlist = max(1, min(nlist or int(np.sqrt(n)), n // 39 or 1))
     sample = base
     if n > TRAIN_PER_LIST * nlist:
         rows = np.random.default_rng(seed).choice(n, TRAIN_PER_LIST * nlist, replace=False)
