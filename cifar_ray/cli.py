@@ -28,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no `<bool>` on flags, no markup read in help texts
     help="Turn CIFAR-10/100 into embeddings with Ray actors, train classifiers, report.",
 )
 
@@ -90,6 +91,7 @@ def extract(
     actors: opt.Actors = X.actors,
     gpus_per_actor: opt.GpusPerActor = X.gpus_per_actor,
     max_retries: opt.MaxRetries = X.max_retries,
+    shard_timeout: opt.ShardTimeout = X.shard_timeout,
     overwrite: opt.Overwrite = X.overwrite,
     local: opt.Local = False,
     address: opt.Address = None,
@@ -195,12 +197,18 @@ app.command(name="neighbours")(commands_audit.neighbours_command)
 
 @app.command()
 def inspect(
-    out: Annotated[str, typer.Argument(help="Output folder or URI.")] = DEFAULT_OUT,
+    path: Annotated[
+        str | None, typer.Argument(help="OUT, as --out gives it.", show_default=False)
+    ] = None,
+    out: opt.Out = DEFAULT_OUT,
+    as_json: opt.Json = False,
 ) -> None:
     """Check a feature store: schema, rows, checksums, fingerprints, missing shards."""
-    from cifar_ray import commands
+    from cifar_ray import listings
 
-    if not commands.inspect(out):
+    if path and out != DEFAULT_OUT and path != out:
+        raise UserError(f"OUT given twice: {path} and --out {out}; give one")
+    if not listings.inspect(path or out, as_json):
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -230,6 +238,9 @@ def bench(
             "(benchmarks/bare.py), start-up and archive reading included."
         ),
     ] = B.whole_job,
+    image_files: Annotated[
+        bool, typer.Option(help="With --whole-job: on --images JPEG files written from the data.")
+    ] = B.image_files,
 ) -> None:
     """Measure extraction against a plain Keras predict; prints one JSON line."""
     from cifar_ray import bench as bench_mod
@@ -239,7 +250,7 @@ def bench(
             data_dir=data_dir, dataset=dataset, backbone=backbone, image_size=image_size,
             images=images,
             batch_size=batch_size, shard_size=shard_size, actors=actors, precision=precision,
-            xla=xla, rounds=rounds, whole_job=whole_job,
+            xla=xla, rounds=rounds, whole_job=whole_job, image_files=image_files,
         )
     )  # fmt: skip
 
@@ -247,11 +258,12 @@ def bench(
 @app.command(name="backbones")
 def list_backbones(
     files: Annotated[bool, typer.Option("--files", help="ImageNet weights files, hashes.")] = False,
+    as_json: opt.Json = False,
 ) -> None:
     """List the registered backbones."""
-    from cifar_ray import commands
+    from cifar_ray import listings
 
-    commands.list_backbones(files)
+    listings.list_backbones(files, as_json)
 
 
 _received: list[int] = []  # the signals that stopped us, for the exit message and code

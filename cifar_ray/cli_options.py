@@ -38,7 +38,12 @@ ShardSize = Annotated[int, typer.Option(help="Images per Parquet file.")]
 Actors = Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")]
 GpusPerActor = Annotated[float, typer.Option(help="GPUs per actor, e.g. 0.5.")]
 MaxRetries = Annotated[int, typer.Option(help="Retries per shard before it fails.")]
+ShardTimeout = Annotated[
+    float | None,
+    typer.Option(help="Seconds an actor may hold shards without progress (default: derived)."),
+]
 Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON, for scripts.")]
 
 # cifar-ray neighbours
 AuditStores = Annotated[str, typer.Option("--backbone", help="Store(s) to audit (default: all).")]

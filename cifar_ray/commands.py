@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 
 from cifar_ray import progress
 from cifar_ray.background import InBackground
 from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig, backbone_names
-from cifar_ray.errors import ExtractionFailed, UserError
+from cifar_ray.errors import ExtractionFailed, StorageError, UserError
 from cifar_ray.extract import job
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.source import cifar
@@ -21,8 +22,9 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     """One plan per backbone, all validated before anything is written; then extract each in
     turn. Ray and the first backbone's actors start while the archive is read: the actors'
     TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
-    cfgs = backbone_configs(cfg)
+    cfgs = backbone_configs(cfg, local=local)
     first = next((one for one in cfgs if not _looks_done(one)), None)
+    progress.phase(f"reading {cfg.dataset} from {cfg.data_dir or 'the download cache'}")
     if first is None or cfg.data_dir is None:  # a finished store, or a download: as before
         return _extract(
             cfgs, cifar.load(cfg.data_dir, cfg.limit, cfg.dataset), local, address, verbose
@@ -36,21 +38,43 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
         launched = job.launch(first)
         try:
             dataset = reading.result()  # archive errors first, with nothing written
+            progress.phase(f"read {sum(len(s.labels) for s in dataset.splits.values())} images")
         except BaseException:
             launched.shutdown()
             raise
         return _extract(cfgs, dataset, local, address, verbose, launched={first.backbone: launched})
 
 
-def backbone_configs(cfg: ExtractConfig) -> list[ExtractConfig]:
+def backbone_configs(cfg: ExtractConfig, local: bool) -> list[ExtractConfig]:
     """One config per backbone. What a user can get wrong without data (the --out URI,
-    unknown backbones, sizes, weights paths) fails here, before Ray starts."""
+    unknown backbones, sizes, weights paths, a --data-dir that is no file or folder, options
+    this machine cannot hold) fails here, before Ray starts."""
+    from cifar_ray.extract import preflight
+    from cifar_ray.source.paths import check_data_dir
+
     Location(cfg.out).check()
+    check_data_dir(cfg.data_dir)
     _check_overrides(cfg)
     cfgs = [cfg_for(cfg, name) for name in _each_once(backbone_names(cfg.backbone))]
-    for one in cfgs:
-        job.embedder_spec(one)
+    sizes = [job.embedder_spec(one)[1].image_size for one in cfgs]
+    preflight.check(cfgs, sizes, local=local)
     return cfgs
+
+
+def check_data_dir(data_dir: str | None) -> None:
+    """A --data-dir that is not there or cannot be read is refused by a stat, at once: the
+    read itself overlaps Ray's start, so a typo would otherwise cost Ray's start-up first."""
+    if data_dir is None:
+        return
+    path = os.path.expanduser(data_dir)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"--data-dir {data_dir}: no such file or directory") from None
+    except OSError as exc:
+        raise UserError(f"--data-dir {data_dir}: cannot be read ({exc.strerror})") from None
+    if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
+        raise UserError(f"--data-dir {data_dir}: cannot be read (permission denied)")
 
 
 def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, address: str | None,
@@ -71,15 +95,24 @@ def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, add
             check_out_is_shared(cfgs[0].out)
 
             pixels = ShardPixels(dataset, keep=sum(bool(p.todo) for p in plans) > 1)
-            summaries = [_extract_one(p, pixels, launched.pop(p.cfg.backbone, None))
-                         for p in plans]  # fmt: skip
+            for p in plans:
+                summaries.append(_extract_one(p, pixels, launched.pop(p.cfg.backbone, None)))
+                if summaries[-1].storage_error:  # the next store would be refused the same
+                    break
     else:
         summaries = [job.execute(p, launched=launched.pop(p.cfg.backbone, None)) for p in plans]
     _print_summary(summaries)
     failed = {f"{s.backbone}/{k}": v for s in summaries for k, v in s.failed.items()}
+    stopped = next((s.storage_error for s in summaries if s.storage_error), None)
+    cut = sorted(k for k, v in failed.items() if v == stopped)  # one reason: said once, below
+    if cut:
+        progress.say(f"{len(cut)} shard(s): {', '.join(cut)}", tag="not published", style="red")
+    for key, error in sorted(failed.items()):
+        if error != stopped:
+            progress.say(f"{key}: {error}", tag="failed", style="red")
+    if stopped:
+        raise StorageError(stopped)
     if failed:
-        for key, error in sorted(failed.items()):
-            progress.console.print(f"[red]failed[/red] {key}: {error}")
         raise ExtractionFailed(failed)
     return summaries
 
@@ -133,13 +166,12 @@ def _extract_one(p: job.ExtractionPlan, pixels, launched=None) -> job.Extraction
     if p.temporaries_removed:
         log.warning("removed %d stale temporary files", p.temporaries_removed)
     if p.skipped:
-        progress.console.print(
-            f"{p.backbone.name}: {p.skipped} of {len(p.shards)} shards already done, skipped"
-        )
+        done = f"{p.skipped} of {len(p.shards)} shards already done, skipped"
+        progress.say(f"{p.backbone.name}: {done}")
     total = sum(s.rows for s in p.todo)
-    with progress.image_bar(f"embed {p.backbone.name}", total) as advance:
-        return job.execute(p, on_shard=lambda record: advance(record.rows), pixels=pixels,
-                           launched=launched)  # fmt: skip
+    with progress.image_bar(f"embed {p.backbone.name}", total) as bar:
+        return job.execute(p, on_shard=lambda record: bar.done(record.rows), pixels=pixels,
+                           launched=launched, on_embedding=bar.embedding)  # fmt: skip
 
 
 def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
@@ -148,11 +180,8 @@ def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
          s.images_per_s]
         for s in summaries
     ]  # fmt: skip
-    progress.table(
-        "extraction",
-        ["backbone", "shards", "computed", "skipped", "failed", "images", "seconds", "img/s"],
-        rows,
-    )
+    columns = ["backbone", "shards", "computed", "skipped", "failed", "images", "seconds"]
+    progress.table("extraction", [*columns, "img/s whole job"], rows)
 
 
 def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
@@ -203,13 +232,13 @@ def report(out: str) -> None:
         [*shown, *models],
         [[r.get(k) for k in (*fixed, *models)] for r in rows],
     )
-    progress.console.print(f"report: {path}")
+    progress.result(f"report: {path}")
 
 
 def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
         verbose: bool) -> None:  # fmt: skip
     """One Ray session for extraction and training (each stage's own opens nothing more)."""
-    backbone_configs(xcfg)  # the user's mistakes, before Ray starts
+    backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
     with ray_session(local, address, verbose):
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted
@@ -218,75 +247,3 @@ def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | N
 
     neighbours(AuditConfig(out=xcfg.out, backbone=stores, data_dir=xcfg.data_dir))
     report(xcfg.out)
-
-
-def inspect(out: str) -> bool:
-    """Print what `store.checks` found; True when every store is whole."""
-    from cifar_ray.store import checks
-
-    found = checks.inspect(out)
-    rows = []
-    for store in found:
-        name, counts, problems = store.backbone, store.counts, store.problems
-        status = "ok" if store.ok else f"{len(problems)} bad"
-        # Strays do not make a store bad (training reads only what records name), but a
-        # reader of a split folder as a Parquet dataset would see their rows: say so.
-        for path in counts.get("strays", []):
-            progress.console.print(
-                f"[yellow]{name}[/yellow] stray file, not part of the result "
-                f"(the next extract removes it): {path}"
-            )
-        if counts.get("strays"):
-            status += f", {len(counts['strays'])} stray"
-        rows.append(
-            [name, *(counts.get(k) for k in ("shards", "rows", "dim", "fingerprint")), status]
-        )
-        for problem in problems:
-            progress.console.print(f"[red]{name}[/red] {problem}")
-    progress.table(
-        "feature stores", ["backbone", "shards", "rows", "dim", "fingerprint", "status"], rows
-    )
-    return all(store.ok for store in found)
-
-
-def list_backbones(files: bool = False) -> None:
-    from cifar_ray.embed import backbones
-
-    rows = []
-    for name in backbones.names():
-        try:
-            b = backbones.get(name)
-        except UserError as exc:  # an installed plugin that does not load: list the others
-            rows.append([name, f"error: {exc}"])
-            continue
-        if files:
-            rows.append([b.name, b.weights_file, b.weights_hash])
-        else:
-            rows.append([b.name, b.application, b.dim or None, b.default_size, b.min_size,
-                         b.preprocessing, b.params_m or None, b.gmacs or None])  # fmt: skip
-    columns = (
-        ["name", "ImageNet weights file (no top, in ~/.keras/models/)", "Keras file_hash"]
-        if files
-        else ["name", "source", "dim", "size", "min size", "preprocessing", "params (M)", "GMACs"]
-    )
-    progress.table("backbones", columns, [r + [None] * (len(columns) - len(r)) for r in rows])
-    _list_hub_backbones(files)
-
-
-def _list_hub_backbones(files: bool) -> None:
-    """Keras Hub's image backbone families beside the registry, from its installed tables."""
-    from cifar_ray.embed import hub
-
-    try:
-        families = hub.families()
-    except UserError as exc:  # the extra is not installed: say how to get it
-        progress.console.print(f"Keras Hub backbones (--backbone hub:<preset>): {exc}")
-        return
-    if files:
-        progress.console.print("Keras Hub presets (--backbone hub:<preset>): downloaded and "
-                               "cached by Keras Hub (kagglehub: KAGGLEHUB_CACHE)")  # fmt: skip
-        return
-    rows = [["keras-hub", family, len(presets), ", ".join(presets[:3]) or None]
-            for family, presets in families]  # fmt: skip
-    progress.table("Keras Hub backbones: --backbone hub:<preset> (or a preset directory)",
-                   ["source", "family", "presets", "examples"], rows)  # fmt: skip

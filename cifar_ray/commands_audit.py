@@ -39,7 +39,7 @@ def neighbours(cfg: AuditConfig, *, address: str | None = None, verbose: bool = 
             stack.enter_context(ray_session(False, address, verbose))
             remote = fanout.ray_searcher(cfg.base_block, cfg.query_block)
         for name in names:
-            with progress.console.status(f"neighbours of {name}"):
+            with progress.status(f"neighbours of {name}"):
                 audits[name] = audit_store(loc, name, cfg, pixels_for, remote)
     _print_audits(audits)
     return audits
@@ -62,7 +62,7 @@ def _print_audits(audits: dict[str, dict]) -> None:
     )  # fmt: skip
     for name, a in audits.items():
         if not a["exact_duplicates"].startswith("pixel"):
-            progress.console.print(f"{name}: exact duplicates {a['exact_duplicates']}")
+            progress.say(f"exact duplicates {a['exact_duplicates']}", tag=name, style="yellow")
 
 
 def neighbours_command(

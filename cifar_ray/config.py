@@ -16,6 +16,24 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 WEIGHTS_KEYWORDS = ("imagenet", "none")
 DATASETS = ("cifar10", "cifar100")  # source.cifar.SOURCES holds what each one is
 
+# The shard watchdog (extract/watchdog.py): an actor that holds shards and makes no progress
+# for FACTOR x the slowest shard so far (before any: x its warm-up), at least MIN_S, is stuck.
+SHARD_TIMEOUT_FACTOR = 10.0
+SHARD_TIMEOUT_MIN_S = 60.0
+# extract/preflight.py: one batch's activations, estimated per pixel of the resized image
+# (InceptionV3 at 75 px, batch 256: about 2.3 MB an image), may take this share of memory.
+ACTIVATION_BYTES_PER_PIXEL = 400
+BATCH_MEMORY_SHARE = 0.5
+SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds: 0..2**32-1
+
+
+# Decoding images (source/decode.py). Pillow's own limit, Image.MAX_IMAGE_PIXELS: the size
+# past which it calls a file a decompression bomb (~ a 9,500 x 9,500 image, 268 MB as RGB).
+RESIZE_MODES = ("squash", "center-crop", "pad")
+DEFAULT_RESIZE = "center-crop"  # the ImageNet evaluation convention; CIFAR keeps "squash"
+MAX_PIXELS = 89_478_485
+DECODE_THREADS: int | None = None  # None: one per CPU this process may run on
+
 
 def check_dataset(name: str) -> None:
     if name not in DATASETS:
@@ -31,9 +49,22 @@ def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
 
 
 def _check_out(out: str) -> None:
-    """An empty --out would write into the current folder: refused, not guessed."""
+    """An empty --out would write into the current folder, and `/` or the home folder would
+    get `features/`, `samples/`, ... beside everything else there: refused, not guessed."""
     if not out.strip():
         raise UserError("--out is empty; give a folder or an s3:// / gs:// URI")
+    path = absolute(out)
+    if "://" in path:
+        return
+    resolved = Path(path).resolve()
+    if resolved == resolved.parent or resolved == Path.home().resolve():
+        raise UserError(f"--out {out} is a filesystem root or your home folder; give a folder "
+                        "of its own, e.g. ./cifar-ray-out")  # fmt: skip
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= SEED_MAX:
+        raise UserError(f"--seed must be in 0..{SEED_MAX} (NumPy's range), got {seed}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +86,7 @@ class ExtractConfig:
     gpus_per_actor: float = 1.0  # used only where the cluster has GPUs
     in_flight: int = 2  # shards queued per actor so the device never waits on the host
     max_retries: int = 3
+    shard_timeout: float | None = None  # seconds without progress; None: from measurements
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -63,6 +95,7 @@ class ExtractConfig:
             object.__setattr__(self, name, absolute(getattr(self, name)))
         object.__setattr__(self, "weights", absolute(self.weights, WEIGHTS_KEYWORDS))
         check_dataset(self.dataset)
+        check_seed(self.seed)
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"--limit must be a positive number of images, got {self.limit}")
         if self.batch_size < 0:
@@ -77,6 +110,8 @@ class ExtractConfig:
             raise UserError(f"--actors must be positive, got {self.actors}")
         if self.max_retries < 0:
             raise UserError(f"--max-retries must be 0 or more, got {self.max_retries}")
+        if self.shard_timeout is not None and not 0 < self.shard_timeout < math.inf:
+            raise UserError(f"--shard-timeout must be positive seconds, got {self.shard_timeout}")
         if not 0 < self.gpus_per_actor <= 8:
             raise UserError(f"--gpus-per-actor must be in (0, 8], got {self.gpus_per_actor}")
 
@@ -103,6 +138,7 @@ class TrainConfig:
         _check_out(self.out)
         for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
+        check_seed(self.seed)
         if self.pixel_epochs <= 0:
             raise UserError(f"--pixel-epochs must be positive, got {self.pixel_epochs}")
         if not 0 < self.val_fraction < 1:
@@ -133,9 +169,13 @@ class BenchConfig:
     seed: int = ExtractConfig.seed
     rounds: int = 2  # each side runs this many times; the best counts (load on a shared box)
     whole_job: bool = False  # `cifar-ray extract --local` against benchmarks/bare.py, start to end
+    image_files: bool = False  # whole job on JPEG files written from the data, not its archive
 
     def __post_init__(self) -> None:
         check_dataset(self.dataset)
+        check_seed(self.seed)
+        if self.image_files and not self.whole_job:
+            raise UserError("--image-files times the whole job: add --whole-job")
         if self.images <= 0 or self.rounds <= 0:
             raise UserError(
                 f"--images and --rounds must be positive, got {self.images} and {self.rounds}"

@@ -60,6 +60,10 @@ def ray_session(local: bool, address: str | None = None, verbose: bool = False) 
             os.environ.setdefault(key, value)
     quiet(verbose)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    from cifar_ray import progress
+
+    joined = address or os.environ.get("RAY_ADDRESS") or "auto"
+    progress.phase("starting Ray on this machine" if local else f"joining Ray at {joined}")
     try:
         _init(ray, local, address, verbose, handlers)
         if local:

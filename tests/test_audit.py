@@ -211,7 +211,7 @@ def test_cifar_ray_neighbours_on_an_existing_out(cifar_archive, tmp_path):
     audit_data.write_store(str(out), small, str(archive))
     result = run_cli("neighbours", str(out), "--k", "5")
     assert result.returncode == 0, result.stderr
-    assert "pix" in result.stderr and "near-duplicates" in result.stderr  # tables: stderr
+    assert "pix" in result.stdout and "near-duplicates" in result.stdout  # the table
     record = json.loads((out / "index" / "pix" / "audit.json").read_text())
     assert record["exact_duplicates"] == "pixel hash" and record["k"] == 5
     pairs = pq.read_table(out / "index" / "pix" / DUPLICATES).to_pylist()

@@ -255,4 +255,4 @@ def test_cifar10_and_cifar100_stores_live_side_by_side(
     assert (out / "report" / "inceptionv3@cifar100-predictions.png").exists()
     inspected = run_cli("inspect", out)
     assert inspected.returncode == 0, inspected.stdout
-    assert "inceptionv3@cifar100" in inspected.stdout + inspected.stderr  # the table: stderr
+    assert "inceptionv3@cifar100" in inspected.stdout + inspected.stderr  # the table: stdout

@@ -198,7 +198,8 @@ def test_signals_keep_their_exit_codes_and_message(signum, code, word):
 
 # --- every default comes from the config dataclasses ------------------------------------------
 # Flags that are no config field: how to reach Ray, and what to do next.
-NOT_CONFIG = {"local": False, "address": None, "write_report": False, "files": False}
+NOT_CONFIG = {"local": False, "address": None, "write_report": False, "files": False,
+              "as_json": False, "path": None}  # fmt: skip
 RUN_TRAIN_FIELDS = {
     "epochs",
     "baselines",

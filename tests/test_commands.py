@@ -43,9 +43,9 @@ def test_override_names_are_checked_even_when_unused():
         commands._check_overrides(_cfg("75,vgg61=64"))
 
 
-def _cells(stderr: str) -> dict[str, list[str]]:
+def _cells(stdout: str) -> dict[str, list[str]]:
     rows = {}
-    for line in stderr.splitlines():
+    for line in stdout.splitlines():
         cells = [c.strip() for c in line.replace("┃", "│").strip("│ ").split("│")]
         if len(cells) > 1:
             rows[cells[0]] = cells[1:]
@@ -55,8 +55,8 @@ def _cells(stderr: str) -> dict[str, list[str]]:
 def test_backbones_lists_every_registered_backbone_with_its_numbers():
     result = run_cli("backbones")
     assert result.returncode == 0, result.stderr
-    assert "\x1b[" not in result.stderr  # a pipe gets plain text
-    rows = _cells(result.stderr)
+    assert "\x1b[" not in result.stdout  # a pipe gets plain text
+    rows = _cells(result.stdout)
     assert set(backbones.names()) <= set(rows)
     assert rows["name"] == ["source", "dim", "size", "min size", "preprocessing", "params (M)",
                             "GMACs"]  # fmt: skip
@@ -68,7 +68,7 @@ def test_backbones_lists_every_registered_backbone_with_its_numbers():
 def test_backbones_files_lists_weights_files_and_hashes():
     result = run_cli("backbones", "--files")
     assert result.returncode == 0, result.stderr
-    rows = _cells(result.stderr)
+    rows = _cells(result.stdout)
     for name in backbones.names():
         spec = backbones.get(name)
         assert rows[name] == [spec.weights_file, spec.weights_hash or "-"], name
@@ -84,7 +84,7 @@ def test_a_plugin_that_does_not_load_is_listed_as_an_error_with_the_rest(tmp_pat
     path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
     result = run_cli("backbones", env={"PYTHONPATH": path})
     assert result.returncode == 0, result.stderr
-    rows = _cells(result.stderr)
+    rows = _cells(result.stdout)
     assert rows["broken"][0].startswith("error: backbone 'broken'")
     assert rows["broken"][1:] == ["-"] * 6
     assert rows["inceptionv3"][0] == "InceptionV3"

@@ -166,7 +166,7 @@ def test_without_keras_hub_the_error_names_the_extra(tmp_path, cifar_archive):
 def test_backbones_lists_keras_hub_families():
     result = run_cli("backbones", env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr[-2000:]
-    shown = result.stdout + result.stderr  # progress tables go to stderr
+    shown = result.stdout + result.stderr  # result tables go to stdout
     assert "inceptionv3" in shown  # the registry, still
     examples = {"ResNetBackbone": "resnet_50_imagenet", "DINOV2Backbone": "dinov2_base",
                 "ViTBackbone": "vit_base_patch16_224_imagenet"}  # fmt: skip

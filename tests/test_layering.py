@@ -13,8 +13,9 @@ The stages, in the order data flows through them:
     report   metrics.json, report.md/html and figures: reads train's results and the store
 
 A module may import its own stage and any stage before it. Above every stage sit the command
-layer (cli, cli_options, commands) and bench, which may import anything. Below every stage sit
-the base modules that anyone may import: errors, config, locks, progress, background; and two
+layer (cli, cli_options, commands, listings) and bench, which may import anything. Below every
+stage sit the base modules that anyone may import: errors, config, locks, progress, background;
+and two
 primitives that belong to a stage by subject but that lower stages need: `store.locations`
 (where bytes live, local or object storage: embed stages weights files through it) and
 `embed.tfsetup`
@@ -34,7 +35,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cifar_ray"
 STAGES = ("source", "embed", "store", "extract", "audit", "train", "report")
-TOP = {"cli", "cli_options", "commands", "commands_audit", "bench", "__init__"}
+TOP = {"cli", "cli_options", "commands", "commands_audit", "listings", "bench", "__init__"}
 BASE = {"errors", "config", "locks", "progress", "background", "store.locations", "embed.tfsetup"}
 RAY_EDGE = {"ray_runtime", "cluster"}
 RAY_EDGE_USERS = {"extract", "train", *TOP}

@@ -151,7 +151,9 @@ def test_inspect_returns_what_it_found_and_prints_nothing(tmp_path, capsys):
     [found] = checks.inspect(str(tmp_path))
     assert (found.backbone, found.ok, found.problems) == ("toy", False, ["train-00001: missing"])
     assert found.counts["strays"] == [str(tmp_path / "features/toy/train/notes.parquet")]
-    assert (found.counts["shards"], found.counts["rows"], found.counts["dim"]) == (2, 20, 4)
+    counts = found.counts  # rows: what is there (one of two shards), not what was planned
+    assert (counts["shards"], counts["published"], counts["dim"]) == (2, 1, 4)
+    assert (counts["rows"], counts["planned_rows"]) == (10, 20)
     assert capsys.readouterr() == ("", "")
 
 

@@ -256,8 +256,9 @@ class Embedder:
         )
         self(np.zeros((spec.batch_size, 32, 32, 3), np.uint8))  # trace and compile up front
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Fixed-size batches (the last one padded under XLA, which compiles per shape)."""
+    def __call__(self, images: np.ndarray, on_batch=None) -> np.ndarray:
+        """Fixed-size batches (the last one padded under XLA, which compiles per shape);
+        `on_batch(n)` after each, so progress can move within a shard."""
         out = np.empty((len(images), self.dim), dtype=np.float32)
         step = self.spec.batch_size
         for start in range(0, len(images), step):
@@ -266,4 +267,6 @@ class Embedder:
             if self.spec.xla and n < step:
                 batch = np.concatenate([batch, np.zeros((step - n, 32, 32, 3), np.uint8)])
             out[start : start + n] = self._forward(batch).numpy()[:n]
+            if on_batch is not None:
+                on_batch(n)
         return out

@@ -6,22 +6,33 @@ cluster (`scheduler.py` and `actor_pool.py` decide what to do); the work is `wor
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
-from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from cifar_ray import ray_runtime
+from cifar_ray import progress, ray_runtime
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
-from cifar_ray.errors import UserError, first_line
+from cifar_ray.errors import StorageRefused, UserError, first_line
+from cifar_ray.extract import preflight
 from cifar_ray.extract.pool import ElasticPool
-from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
+from cifar_ray.extract.ray_errors import death, task_reason
+from cifar_ray.extract.scheduler import (
+    ActorDied,
+    PoolShape,
+    Scheduler,
+    StoreFailed,
+    TaskFailed,
+    shape_for,
+)  # fmt: skip
+from cifar_ray.extract.watchdog import Watchdog
 from cifar_ray.extract.worker import ShardWorker
 from cifar_ray.source.cifar import Dataset
 from cifar_ray.store.locations import Location
@@ -76,6 +87,7 @@ class RayBackend:
         self.worker = ray.remote(_RayShardWorker)
         self.pixels: ShardPixels | None = None
         self._metadata = None  # the plan's file metadata, in the object store once
+        self.abandoned: list = []  # tickets the scheduler will not read (see drain)
 
     def set_work(self, metadata: dict, pixels: ShardPixels) -> None:
         """What shards need, known once the dataset is read (the actors may be up already)."""
@@ -93,7 +105,7 @@ class RayBackend:
         where = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
         actor = self.worker.options(
             num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0, max_task_retries=0,
-            max_concurrency=self.in_flight, scheduling_strategy=where,
+            max_concurrency=self.in_flight + 1, scheduling_strategy=where,  # +1: `embedding`
         ).remote(spec, self.loc, self.startup)  # fmt: skip
         return actor, actor.info.remote()
 
@@ -115,12 +127,56 @@ class RayBackend:
         try:
             return ray.get(ticket)
         except RayActorError as exc:
-            raise ActorDied(*_death(exc)) from None
+            raise ActorDied(*death(exc)) from None
         except RayTaskError as exc:
-            raise TaskFailed(_task_reason(exc)) from None
+            failed = StoreFailed if isinstance(exc.cause, StorageRefused) else TaskFailed
+            raise failed(task_reason(exc)) from None
 
     def kill(self, actor) -> None:
         ray.kill(actor, no_restart=True)
+
+    def abandon(self, tickets: list) -> None:
+        self.abandoned.extend(tickets)
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Read what the scheduler abandoned once its actors are killed, so that Ray does not
+        print their errors (a killed or stopped call) as an unhandled error's traceback."""
+        if self.abandoned:
+            done, _ = ray.wait(self.abandoned, num_returns=len(self.abandoned), timeout=timeout)
+            for ticket in done:
+                with contextlib.suppress(Exception):
+                    ray.get(ticket)
+        self.abandoned = []
+
+    def embedding(self, actors: list, timeout: float = 0.5) -> int:
+        """Images the actors have embedded in shards still in flight (an actor that does not
+        answer in time, or died, counts none: the bar is a view, never the result)."""
+        refs = [actor.embedding.remote() for actor in actors]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout) if refs else ([], [])
+        total = 0
+        for ref in ready:
+            with contextlib.suppress(Exception):
+                total += ray.get(ref)
+        return total
+
+
+class _EmbeddingWatch:
+    """A driver thread that asks the ready actors twice a second how far their shards are."""
+
+    def __init__(self, backend: RayBackend, pool: ElasticPool, on_images: Callable[[int], None]):
+        self.backend, self.pool, self.on_images = backend, pool, on_images
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True, name="embedding-watch")
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.5):
+            with contextlib.suppress(Exception):  # Ray shutting down under it: nothing to show
+                self.on_images(self.backend.embedding(list(self.pool.ready)))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
 
 
 @dataclass
@@ -133,6 +189,7 @@ class Outcome:
     actors_replaced: int = 0
     actors_retired: int = 0  # CPU actors that GPU actors took over from
     actors: list[dict] = field(default_factory=list)  # each actor that came up: node, GPUs
+    stopped: str | None = None  # the store refused a write: the job stopped there
 
 
 @dataclass
@@ -152,6 +209,7 @@ class Launch:
 
     def shutdown(self) -> None:
         self.pool.shutdown()
+        self.backend.drain()
         if self.requested:
             _request_bundles([])  # the request persists until replaced: give it back
 
@@ -160,9 +218,13 @@ def launch(spec: EmbedderSpec, loc: Location, startup: dict, *, actors: int | No
            gpus_per_actor: float, in_flight: int) -> Launch:  # fmt: skip
     """Ask for the actors now; their start-up errors surface when the pool is polled."""
     backend = RayBackend(spec, loc, startup, actors, gpus_per_actor, in_flight)
+    preflight.warn_unplaceable(actors, ray.cluster_resources(), gpus_per_actor)
     requested = request_actors(actors, gpus_per_actor)
     try:
-        return Launch(backend, ElasticPool(backend), requested)
+        pool = ElasticPool(backend)
+        progress.phase(f"starting {len(pool.starting)} embedder actor(s) for {spec.backbone}: "
+                     "each imports TensorFlow and builds the model")  # fmt: skip
+        return Launch(backend, pool, requested)
     except BaseException:
         if requested:
             _request_bundles([])
@@ -185,14 +247,18 @@ def run(
     gpus_per_actor: float,
     in_flight: int,
     max_retries: int,
+    shard_timeout: float | None,
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,
     launched: Launch | None = None,
+    on_embedding: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Embed and publish every shard in `todo`; a shard fails only after `max_retries` retries,
     or at once, named, when no actor can start. `launched`: a pool started earlier for this
-    spec (it is shut down here either way)."""
+    spec (it is shut down here either way). `on_embedding(n)`: images embedded in shards
+    still in flight, twice a second."""
     started = time.monotonic()
+    watch = None
     if launched is not None and launched.startup != startup_metadata(metadata):
         launched.shutdown()  # started for other settings: never mix
         launched = None
@@ -203,9 +269,14 @@ def run(
         launched.backend.set_work(metadata, pixels or ShardPixels(dataset))
         pool = launched.pool
         scheduler = Scheduler(pool, launched.backend, in_flight=in_flight,
-                              max_retries=max_retries, on_shard=on_shard)  # fmt: skip
+                              max_retries=max_retries, on_shard=on_shard,
+                              watchdog=Watchdog(fixed_s=shard_timeout))  # fmt: skip
+        if on_embedding is not None:
+            watch = _EmbeddingWatch(launched.backend, pool, on_embedding)
         results = scheduler.run(todo)
     finally:
+        if watch is not None:
+            watch.close()
         if launched is not None:
             launched.shutdown()
     at = lambda t: None if t is None else max(0.0, t - started)  # noqa: E731
@@ -213,6 +284,7 @@ def run(
         records=results.records, failed=results.failed, seconds=time.monotonic() - started,
         first_shard_s=at(results.first_shard_at), pool_ready_s=at(pool.first_ready_at) or 0.0,
         actors_replaced=pool.replaced, actors_retired=pool.retired, actors=pool.started,
+        stopped=results.stopped,
     )  # fmt: skip
 
 
@@ -241,29 +313,6 @@ def _request_bundles(bundles: list[dict]) -> None:
         request_resources(bundles=bundles)
     except Exception as exc:  # a hint only: a cluster without an autoscaler must still run
         log.warning("could not ask the autoscaler for resources: %s", exc)
-
-
-def _death(exc: RayActorError) -> tuple[str, str | None]:
-    """Why an actor's process died, and its node's address, from Ray's several-line message:
-    its "key: value" lines hold the address, the first other line after them the reason."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    fields = dict(ln.split(": ", 1) for ln in lines[1:] if re.match(r"^[a-z_]+: ", ln))
-    others = [ln for ln in lines[1:] if not re.match(r"^[a-z_]+: ", ln)]
-    if lines and lines[0] == ActorDiedError.BASE_ERROR_MSG and others:
-        reason = first_line(others[0].split(" Some common causes")[0])
-    else:
-        reason = _task_reason(exc)
-    return reason, fields.get("ip")
-
-
-def _task_reason(exc: BaseException) -> str:
-    """Ray wraps what the actor raised: the cause's own message where Ray kept the exception,
-    else the last line of Ray's traceback text (the line that names the exception)."""
-    cause = getattr(exc, "cause", None)
-    if cause is not None:
-        return first_line(cause, typed=False)
-    lines = str(exc).strip().splitlines()
-    return first_line(lines[-1]) if lines else type(exc).__name__
 
 
 class ShardPixels:

@@ -37,9 +37,17 @@ class ShardWorker:
         self.metadata = {**metadata, "weights_digest": self.embedder.digest}
         self.node_id = node_id
         self._device = threading.Semaphore(1 if self.embedder.on_gpu else CPU_FORWARD_SLOTS)
+        self._embedded: dict[str, int] = {}  # shard key -> images embedded, until it returns
 
     def info(self) -> dict:
         return {"digest": self.embedder.digest, "dim": self.embedder.dim, "node_id": self.node_id}
+
+    def embedding(self) -> int:
+        """Images embedded in shards not yet returned: the progress bar moves per batch."""
+        return sum(self._embedded.values())
+
+    def _count(self, key: str, n: int) -> None:
+        self._embedded[key] = self._embedded.get(key, 0) + n
 
     def process(
         self, shard: Shard, images: np.ndarray, labels: np.ndarray,
@@ -54,9 +62,15 @@ class ShardWorker:
             if metadata["weights"] != self.metadata["weights"]:  # what it checked at start
                 check_weights(self.embedder.spec, metadata["weights"], self.node_id)
             metadata = {**metadata, "weights_digest": self.embedder.digest}
-        with self._device:
-            started = time.perf_counter()
-            features = self.embedder(images)
+        try:
+            with self._device:
+                started = time.perf_counter()
+                features = self.embedder(images, lambda n: self._count(shard.key, n))
+            return self._publish(shard, labels, features, metadata, coarse, started)
+        finally:
+            self._embedded.pop(shard.key, None)
+
+    def _publish(self, shard, labels, features, metadata, coarse, started) -> ShardRecord:
         return self.store.publish(
             shard, labels, features, metadata or self.metadata, coarse,
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),

@@ -11,7 +11,7 @@ from cifar_ray.report import audit_section, plots, render
 from cifar_ray.report.sections import build_sections, dataset_of
 from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore
-from cifar_ray.store.layout import FINGERPRINT, Layout, backbone_of
+from cifar_ray.store.layout import Layout, backbone_of
 from cifar_ray.store.locations import Location
 from cifar_ray.store.records import corrupt
 from cifar_ray.train.results import models_of
@@ -110,9 +110,6 @@ def write(out: str) -> str:
 
 
 def _feature_fingerprint(loc: Location, backbone: str) -> dict:
-    """What the report shows of the extraction settings: a corrupt file shows nothing
-    (`inspect` and `extract` name it) rather than stopping the report."""
-    try:
-        return FeatureStore(loc, backbone).read_json(FINGERPRINT) or {}
-    except UserError:
-        return {}
+    """What the report shows of the extraction settings, read as every command reads a
+    store: a corrupt or mismatched fingerprint is refused in one line, not reported on."""
+    return FeatureStore(loc, backbone).read_claim()[1] or {}

@@ -42,6 +42,8 @@ def prepare(cfg: TrainConfig) -> TrainingPlan:
     if not names:
         raise UserError(f"{loc.uri}: no feature stores; run `cifar-ray extract` first")
     loaded = {name: latents.load(loc, name) for name in names}
+    for folder in (Layout(loc).models_dir(), Layout(loc).train_runs()):  # Ray Train writes there
+        locations.check_writable(loc, folder, need_bytes=0)  # before Ray: one line, not 46 s
     pixels = pixel_inputs(cfg, loaded) if cfg.pixel_baselines else {}
     return TrainingPlan(cfg, loc, loaded, pixels)
 
@@ -135,13 +137,13 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
             task.remote(name, refs["train"], refs["val"], refs["test"], n_classes)
             for name in baselines.CANDIDATES
         ]
-    with progress.console.status(f"training dense head on {lat.backbone} (Ray Train)"):
+    with progress.status(f"training dense head on {lat.backbone} (Ray Train)"):
         started = time.perf_counter()
         state = ray_train.fit(cfg, loc, lat, refs["train"], refs["val"])
         fit_s = time.perf_counter() - started
     head_result = ray_train.evaluate(loc, lat.backbone, parts, n_classes, state, fit_s)
     models = {HEAD: head_result.to_dict()}
-    with progress.console.status("baselines"):
+    with progress.status("baselines"):
         for result in ray.get([*pending, *pixel_refs]):
             models[result["name"]] = result
     result = {
