@@ -19,8 +19,9 @@ A = AuditConfig  # every option's default is one of its fields
 
 
 def neighbours(cfg: AuditConfig, *, address: str | None = None, verbose: bool = False) -> dict:
-    """Audit every store named (all under OUT when none is): in this process, or with
-    `address`, the training split searched by Ray tasks where the features are read."""
+    """Audit every store named (all under OUT when none is): in this process, or, joined to
+    the cluster at `address`, a training split too big for this machine's memory (or every
+    one, `--fan-out`) searched by Ray tasks where its blocks are read."""
     from cifar_ray.audit import fanout, pixels
     from cifar_ray.audit.run import audit_store
     from cifar_ray.store import checks
@@ -74,10 +75,11 @@ def neighbours_command(
     index: opt.IndexKind = A.index,
     within_train: opt.WithinTrain = A.within_train,
     address: opt.AuditAddress = None,
+    fan_out: opt.FanOut = A.fan_out,
 ) -> None:
     """Nearest training images of every test image, near-duplicates across splits (OUT/index/)."""
     cfg = AuditConfig(
         out=out, backbone=backbone, data_dir=data_dir, k=k, index=index,
-        duplicate_threshold=duplicate_threshold, within_train=within_train,
+        duplicate_threshold=duplicate_threshold, within_train=within_train, fan_out=fan_out,
     )  # fmt: skip
     neighbours(cfg, address=address, verbose=logging.getLogger().level < logging.WARNING)

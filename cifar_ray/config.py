@@ -201,6 +201,7 @@ class AuditConfig:
     nprobe: int = 16  # IVF lists searched per query
     recall_sample: int = 500  # test queries whose approximate result is checked against exact
     within_train: bool = True  # also duplicates inside the training set (a train x train pass)
+    fan_out: bool = False  # with a cluster: Ray tasks even when train fits this machine
 
     def __post_init__(self) -> None:
         _check_out(self.out)

@@ -187,6 +187,14 @@ def test_the_search_fans_out_as_one_ray_task_per_block(audited, planted, ray_loc
     _, ids = searcher(queries, record["k"])
     local = IndexFolder(Location(out), "pix").read_table(NEIGHBOURS).to_pydict()
     assert ids.tolist() == local["train_ids"]
+    # The whole audit through the fan-out (forced: this store fits here) finds the same.
+    audit_data.write_store(str(tmp_path), planted, None)
+    cfg = AuditConfig(out=str(tmp_path), fan_out=True, within_train=False)
+    remote = audit_store(Location(str(tmp_path)), "pix", cfg, _pixels(planted),
+                         fanout.ray_searcher(rows=2048, query_block=512))  # fmt: skip
+    assert remote["index"]["faiss"].endswith("one Ray task each")
+    assert remote["leaked_test"] == record["leaked_test"]
+    assert remote["counts"]["test_pairs"] == record["counts"]["test_pairs"]
 
 
 def test_neighbours_on_s3(cifar_archive):

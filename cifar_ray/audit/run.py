@@ -19,6 +19,8 @@ from cifar_ray.store.locations import Location
 
 log = logging.getLogger(__name__)
 
+MEMORY_SHARE = 0.5  # of available memory the in-process index may take
+
 # A searcher over the training split that is not an index in this process (a Ray fan-out):
 # given the store's latents, it answers (queries, k) -> (similarities, ids).
 RemoteSearch = Callable[[latents.Latents], Searcher]
@@ -32,6 +34,7 @@ def audit_store(loc: Location, store: str, cfg: AuditConfig,
     started = time.perf_counter()
     lat = latents.load(loc, store)
     pixel_source = pixels_for(lat) if pixels_for else None
+    remote = remote if remote is not None and (cfg.fan_out or _too_big(lat)) else None
     folder = IndexFolder(loc, store)
     settings = {"k": cfg.k, "index": cfg.index, "nlist": cfg.nlist, "nprobe": cfg.nprobe,
                 "recall_sample": cfg.recall_sample, "within_train": cfg.within_train,
@@ -68,6 +71,15 @@ def audit_store(loc: Location, store: str, cfg: AuditConfig,
     }  # fmt: skip
     folder.write_json(SUMMARY, record)
     return record
+
+
+def _too_big(lat: latents.Latents) -> bool:
+    """The training split, normalised and indexed (two copies), would take more than half of
+    this machine's available memory: search it where it is read, block by block."""
+    import psutil
+
+    need = 2 * len(lat.y["train"]) * lat.dim * 4
+    return need > MEMORY_SHARE * psutil.virtual_memory().available
 
 
 def _searcher(folder: IndexFolder, lat: latents.Latents, cfg: AuditConfig, test: np.ndarray,
