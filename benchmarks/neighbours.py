@@ -26,18 +26,27 @@ BLOCK = 4096
 RECALL_SAMPLE = 500
 
 
-def _data(rows: int, dim: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+def _data(rows: int, dim: int, queries: int, clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors: uniform (`clusters` 0), or around `clusters` random centres, as features
+    of images of a few thousand kinds are (a point's noise as large as its centre)."""
     rng = np.random.default_rng(0)
-    base = search.normalized(rng.standard_normal((rows, dim), dtype=np.float32))
-    return base, search.normalized(rng.standard_normal((queries, dim), dtype=np.float32))
+    centres = rng.standard_normal((max(clusters, 1), dim), dtype=np.float32)
+
+    def draw(n: int) -> np.ndarray:
+        x = rng.standard_normal((n, dim), dtype=np.float32)
+        if clusters:
+            x += centres[rng.integers(0, clusters, n)]
+        return search.normalized(x)
+
+    return draw(rows), draw(queries)
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def one(mode: str, rows: int, dim: int, queries: int, nprobe: int) -> dict:
-    base, q = _data(rows, dim, queries)
+def one(mode: str, rows: int, dim: int, queries: int, nprobe: int, clusters: int) -> dict:
+    base, q = _data(rows, dim, queries, clusters)
     data_mb = _peak_mb()
     started = time.perf_counter()
     if mode == "exact":
@@ -47,6 +56,7 @@ def one(mode: str, rows: int, dim: int, queries: int, nprobe: int) -> dict:
     built = time.perf_counter() - started
     found = search.timed_search(index, q, K, BLOCK)
     line = {"mode": mode, "rows": rows, "dim": dim, "queries": queries, "k": K,
+            "clusters": clusters,
             "build_s": round(built, 2), "search_s": round(found.seconds, 2),
             "queries_per_s": round(queries / found.seconds, 1),
             "peak_rss_mb": round(_peak_mb()), "data_rss_mb": round(data_mb)}  # fmt: skip
@@ -64,10 +74,12 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--nprobe", type=int, default=16)
+    parser.add_argument("--clusters", type=int, default=0, help="0: uniform random vectors")
     parser.add_argument("--mode", choices=("exact", "approximate"))
     args = parser.parse_args()
     if args.mode:
-        print(json.dumps(one(args.mode, args.rows, args.dim, args.queries, args.nprobe)))
+        found = one(args.mode, args.rows, args.dim, args.queries, args.nprobe, args.clusters)
+        print(json.dumps(found))
         return
     for mode in ("exact", "approximate"):  # each in a process of its own: its own peak
         argv = [sys.executable, "-m", "benchmarks.neighbours", "--mode", mode,

@@ -36,10 +36,7 @@ def audit_store(loc: Location, store: str, cfg: AuditConfig,
     pixel_source = pixels_for(lat) if pixels_for else None
     remote = remote if remote is not None and (cfg.fan_out or _too_big(lat)) else None
     folder = IndexFolder(loc, store)
-    settings = {"k": cfg.k, "index": cfg.index, "nlist": cfg.nlist, "nprobe": cfg.nprobe,
-                "recall_sample": cfg.recall_sample, "within_train": cfg.within_train,
-                "remote": remote is not None}  # fmt: skip
-    resumed = folder.claim(fingerprint_of(lat.manifest, lat.files, settings))
+    resumed = folder.claim(fingerprint_of(lat.manifest, lat.files, _settings(cfg, remote)))
     test = search.normalized(lat.features("test"))
     train = search.normalized(lat.features("train")) if remote is None or cfg.within_train else None
     built = _searcher(folder, lat, cfg, test, train, remote)
@@ -60,17 +57,33 @@ def audit_store(loc: Location, store: str, cfg: AuditConfig,
         "index": built.info, "threshold": chosen.to_dict(), "resumed": resumed,
         "exact_duplicates": "pixel hash" if hashed else "unavailable (pixels unreadable): "
                             "near-duplicates only",
-        "counts": duplicates.counts(pairs, len(test)),
-        "leaked_test": summary.leaked(pairs, lat.y["test"]),
-        "knn_agreement": summary.knn_agreement(ids[:, 0] if k else np.full(len(test), -1),
-                                               lat.y["test"], lat.y["train"], len(lat.classes)),
-        "nn_similarity": _histograms(sims, train_nn),
+        **_findings(lat, pairs, (sims, ids), train_nn),
         "examples": summary.examples(folder, pairs, (sims, ids), (lat.y["test"], lat.y["train"]),
                                      pixel_source if hashed else None),
         "seconds": round(time.perf_counter() - started, 3),
     }  # fmt: skip
     folder.write_json(SUMMARY, record)
     return record
+
+
+def _settings(cfg: AuditConfig, remote: RemoteSearch | None) -> dict:
+    """What changes the neighbours (the threshold and the pixels are recomputed each time)."""
+    return {"k": cfg.k, "index": cfg.index, "nlist": cfg.nlist, "nprobe": cfg.nprobe,
+            "recall_sample": cfg.recall_sample, "within_train": cfg.within_train,
+            "remote": remote is not None}  # fmt: skip
+
+
+def _findings(lat: latents.Latents, pairs: duplicates.Pairs, nn: tuple,
+              train_nn: tuple | None) -> dict:  # fmt: skip
+    sims, ids = nn
+    first = ids[:, 0] if ids.shape[1] else np.full(len(ids), -1)
+    return {
+        "counts": duplicates.counts(pairs, len(ids)),
+        "leaked_test": summary.leaked(pairs, lat.y["test"]),
+        "knn_agreement": summary.knn_agreement(first, lat.y["test"], lat.y["train"],
+                                               len(lat.classes)),
+        "nn_similarity": _histograms(sims, train_nn),
+    }  # fmt: skip
 
 
 def _too_big(lat: latents.Latents) -> bool:
