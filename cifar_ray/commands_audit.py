@@ -50,11 +50,12 @@ def _print_audits(audits: dict[str, dict]) -> None:
     rows = []
     for name, a in audits.items():
         c, t, index = a["counts"], a["threshold"], a["index"]
+        recall = index.get("recall_at_k") if index["kind"] == "approximate" else None
         rows.append([name, a["sizes"]["test"], c["test_images_with_duplicate"],
                      c["test_pairs"]["exact"], c["test_pairs"]["near"],
                      c["train_pairs"]["exact"] + c["train_pairs"]["near"],
                      f"{t['value']:.4f} ({t['chosen']})", index["kind"],
-                     index.get("recall_at_k"), a["seconds"]])  # fmt: skip
+                     recall, a["seconds"]])  # fmt: skip
     progress.table(
         "near-duplicates (test images with a duplicate in train)",
         ["store", "test", "leaked", "exact pairs", "near pairs", "train pairs", "threshold",
