@@ -202,10 +202,11 @@ class AuditConfig:
     index: str = "auto"  # exact, approximate, or auto (approximate when exact would be slow)
     query_block: int = 4096  # queries searched at once: bounds the similarity block in memory
     base_block: int = 65_536  # training rows per block when the search is split (Ray tasks)
-    nlist: int = 0  # IVF lists; 0: 4 x sqrt(train rows)
+    nlist: int = 0  # IVF lists; 0: sqrt(train rows), so k-means stays cheap at 2048 dims
     nprobe: int = 16  # IVF lists searched per query
     recall_sample: int = 500  # test queries whose approximate result is checked against exact
     within_train: bool = True  # also duplicates inside the training set (a train x train pass)
+    fan_out: bool = False  # with a cluster: Ray tasks even when train fits this machine
 
     def __post_init__(self) -> None:
         _check_out(self.out)
