@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 
 from cifar_ray import progress
 from cifar_ray.background import InBackground
-from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig, backbone_names
-from cifar_ray.errors import ExtractionFailed, UserError
-from cifar_ray.extract import job, own_images
+from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig
+from cifar_ray.errors import ExtractionFailed, StorageError
+from cifar_ray.extract import configs, job, own_images
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.source import cifar
 from cifar_ray.store.locations import Location
@@ -22,8 +21,16 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     """One plan per backbone, all validated before anything is written; then extract each in
     turn. Ray and the first backbone's actors start while the archive is read: the actors'
     TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
-    cfgs = backbone_configs(cfg)
-    first = next((one for one in cfgs if not _looks_done(one)), None)
+    cfgs = configs.backbone_configs(cfg, local=local)
+    from cifar_ray.store import lease
+
+    with lease.held(Location(cfg.out), [job.store_of(one) for one in cfgs]):
+        return _extract_all(cfg, cfgs, local, address, verbose)
+
+
+def _extract_all(cfg: ExtractConfig, cfgs: list[ExtractConfig], local: bool,
+                 address: str | None, verbose: bool) -> list:  # fmt: skip
+    first = next((one for one in cfgs if not configs.looks_done(one)), None)
     where = cfg.data or cfg.data_dir or "the download cache"
     progress.phase(f"reading {own_images.dataset_key(cfg)} from {where}")
     if first is None or (cfg.data_dir is None and cfg.data is None):  # done, or a download
@@ -42,34 +49,6 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
             launched.shutdown()
             raise
         return _extract(cfgs, dataset, local, address, verbose, launched={first.backbone: launched})
-
-
-def backbone_configs(cfg: ExtractConfig) -> list[ExtractConfig]:
-    """One config per backbone. What a user can get wrong without data (the --out URI,
-    unknown backbones, sizes, weights paths) fails here, before Ray starts."""
-    Location(cfg.out).check()
-    check_data_dir(cfg.data_dir)
-    _check_overrides(cfg)
-    cfgs = [cfg_for(cfg, name) for name in _each_once(backbone_names(cfg.backbone))]
-    for one in cfgs:
-        job.embedder_spec(one)
-    return cfgs
-
-
-def check_data_dir(data_dir: str | None) -> None:
-    """A --data-dir that is not there or cannot be read is refused by a stat, at once: the
-    read itself overlaps Ray's start, so a typo would otherwise cost Ray's start-up first."""
-    if data_dir is None:
-        return
-    path = os.path.expanduser(data_dir)
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        raise UserError(f"--data-dir {data_dir}: no such file or directory") from None
-    except OSError as exc:
-        raise UserError(f"--data-dir {data_dir}: cannot be read ({exc.strerror})") from None
-    if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
-        raise UserError(f"--data-dir {data_dir}: cannot be read (permission denied)")
 
 
 def _extract(cfgs: list[ExtractConfig], dataset: own_images.Dataset, local: bool,
@@ -91,62 +70,26 @@ def _extract(cfgs: list[ExtractConfig], dataset: own_images.Dataset, local: bool
 
             keep = sum(bool(p.todo) for p in plans) > 1
             pixels = ShardPixels(dataset, keep) if isinstance(dataset, cifar.Dataset) else None
-            summaries = [_extract_one(p, pixels, launched.pop(p.cfg.backbone, None))
-                         for p in plans]  # fmt: skip
+            for p in plans:
+                summaries.append(_extract_one(p, pixels, launched.pop(p.cfg.backbone, None)))
+                if summaries[-1].storage_error:  # the next store would be refused the same
+                    break
     else:
         summaries = [job.execute(p, launched=launched.pop(p.cfg.backbone, None)) for p in plans]
     _print_summary(summaries)
     failed = {f"{s.backbone}/{k}": v for s in summaries for k, v in s.failed.items()}
-    if failed:
-        for key, error in sorted(failed.items()):
+    stopped = next((s.storage_error for s in summaries if s.storage_error), None)
+    cut = sorted(k for k, v in failed.items() if v == stopped)  # one reason: said once, below
+    if cut:
+        progress.say(f"{len(cut)} shard(s): {', '.join(cut)}", tag="not published", style="red")
+    for key, error in sorted(failed.items()):
+        if error != stopped:
             progress.say(f"{key}: {error}", tag="failed", style="red")
+    if stopped:
+        raise StorageError(stopped)
+    if failed:
         raise ExtractionFailed(failed)
     return summaries
-
-
-def _each_once(names: list[str]) -> list[str]:
-    """`inceptionv3,InceptionV3` names one store: extracted once, under the first spelling.
-    A `module:factory` or `hub:` name is kept as written (its case and underscores matter)."""
-    from cifar_ray.embed import backbones
-
-    first = {}
-    for name in names:
-        first.setdefault(name if ":" in name else backbones.key(name), name)
-    return list(first.values())
-
-
-def _looks_done(cfg: ExtractConfig) -> bool:
-    """A store whose manifest says it is complete most likely has nothing to do: do not start
-    Ray for it ahead of the plan (the plan decides; a wrong guess only costs the overlap)."""
-    from cifar_ray.embed import backbones
-    from cifar_ray.store.features import FeatureStore
-    from cifar_ray.store.layout import store_name
-
-    if cfg.overwrite:
-        return False
-    try:
-        name = store_name(backbones.get(cfg.backbone).name, own_images.dataset_key(cfg))
-        manifest = FeatureStore(Location(cfg.out), name).read_manifest()
-    except Exception:  # unreadable storage: the plan says so, in one line
-        return False
-    return bool(manifest and manifest.get("complete"))
-
-
-def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
-    """One backbone's config, with its own image size where `name=N` gave one."""
-    from cifar_ray.embed import backbones
-
-    overrides = {backbones.key(name): size for name, size in cfg.image_size_overrides}
-    size = overrides.get(backbones.key(backbone), cfg.image_size)
-    return replace(cfg, backbone=backbone, image_size=size, image_size_overrides=())
-
-
-def _check_overrides(cfg: ExtractConfig) -> None:
-    """A typo in `name=N` must not be ignored silently; a known but unused name is fine."""
-    from cifar_ray.embed import backbones
-
-    for name, _ in cfg.image_size_overrides:
-        backbones.get(name)
 
 
 def _extract_one(p: job.ExtractionPlan, pixels, launched=None) -> job.ExtractionSummary:
@@ -226,7 +169,7 @@ def report(out: str) -> None:
 def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
         verbose: bool) -> None:  # fmt: skip
     """One Ray session for extraction and training (each stage's own opens nothing more)."""
-    backbone_configs(xcfg)  # the user's mistakes, before Ray starts
+    configs.backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
     with ray_session(local, address, verbose):
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted

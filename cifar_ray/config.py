@@ -20,6 +20,16 @@ DATASETS = ("cifar10", "cifar100")  # source.cifar.SOURCES holds what each one i
 # for FACTOR x the slowest shard so far (before any: x its warm-up), at least MIN_S, is stuck.
 SHARD_TIMEOUT_FACTOR = 10.0
 SHARD_TIMEOUT_MIN_S = 60.0
+# extract/preflight.py: one batch's activations, estimated per pixel of the resized image
+# (InceptionV3 at 75 px, batch 256: about 2.3 MB an image), may take this share of memory.
+ACTIVATION_BYTES_PER_PIXEL = 400
+BATCH_MEMORY_SHARE = 0.5
+# store/lease.py: an extract holds a lease on each store it writes, renewed this often; a run
+# that died without giving it back loses it LEASE_S after its last renewal.
+LEASE_S = 120.0
+LEASE_RENEW_S = 30.0
+LEASE_SETTLE_S = 0.5  # two runs that start together: the last writer keeps the lease
+SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds: 0..2**32-1
 
 
 # Decoding images (source/decode.py). Pillow's own limit, Image.MAX_IMAGE_PIXELS: the size
@@ -44,9 +54,22 @@ def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
 
 
 def _check_out(out: str) -> None:
-    """An empty --out would write into the current folder: refused, not guessed."""
+    """An empty --out would write into the current folder, and `/` or the home folder would
+    get `features/`, `samples/`, ... beside everything else there: refused, not guessed."""
     if not out.strip():
         raise UserError("--out is empty; give a folder or an s3:// / gs:// URI")
+    path = absolute(out)
+    if "://" in path:
+        return
+    resolved = Path(path).resolve()
+    if resolved == resolved.parent or resolved == Path.home().resolve():
+        raise UserError(f"--out {out} is a filesystem root or your home folder; give a folder "
+                        "of its own, e.g. ./cifar-ray-out")  # fmt: skip
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= SEED_MAX:
+        raise UserError(f"--seed must be in 0..{SEED_MAX} (NumPy's range), got {seed}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,7 @@ class ExtractConfig:
         object.__setattr__(self, "weights", absolute(self.weights, WEIGHTS_KEYWORDS))
         check_dataset(self.dataset)
         self._check_images()
+        check_seed(self.seed)
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"--limit must be a positive number of images, got {self.limit}")
         if self.batch_size < 0:
@@ -144,6 +168,7 @@ class TrainConfig:
         _check_out(self.out)
         for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
+        check_seed(self.seed)
         if self.pixel_epochs <= 0:
             raise UserError(f"--pixel-epochs must be positive, got {self.pixel_epochs}")
         if not 0 < self.val_fraction < 1:
@@ -178,6 +203,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         check_dataset(self.dataset)
+        check_seed(self.seed)
         if self.image_files and not self.whole_job:
             raise UserError("--image-files times the whole job: add --whole-job")
         if self.images <= 0 or self.rounds <= 0:
@@ -201,10 +227,11 @@ class AuditConfig:
     index: str = "auto"  # exact, approximate, or auto (approximate when exact would be slow)
     query_block: int = 4096  # queries searched at once: bounds the similarity block in memory
     base_block: int = 65_536  # training rows per block when the search is split (Ray tasks)
-    nlist: int = 0  # IVF lists; 0: 4 x sqrt(train rows)
+    nlist: int = 0  # IVF lists; 0: sqrt(train rows), so k-means stays cheap at 2048 dims
     nprobe: int = 16  # IVF lists searched per query
     recall_sample: int = 500  # test queries whose approximate result is checked against exact
     within_train: bool = True  # also duplicates inside the training set (a train x train pass)
+    fan_out: bool = False  # with a cluster: Ray tasks even when train fits this machine
 
     def __post_init__(self) -> None:
         _check_out(self.out)

@@ -29,8 +29,13 @@ def inspect(out: str, as_json: bool = False) -> bool:
         for key, path, reason in counts.get("bad", []):  # skipped, not a fault of the store
             progress.say(f"bad image in {key}, skipped: {path}: {reason}", tag=name,
                          style="yellow")  # fmt: skip
+        for path in counts.get("temporaries", []):
+            progress.say(f"temporary file of an interrupted write (the next extract removes "
+                         f"it): {path}", tag=name, style="yellow")  # fmt: skip
         if counts.get("strays"):
             status += f", {len(counts['strays'])} stray"
+        if counts.get("temporaries"):
+            status += f", {len(counts['temporaries'])} temporary"
         if counts.get("bad"):
             status += f", {len(counts['bad'])} bad images skipped"
         shards = f"{counts['published']}/{counts['shards']}" if counts else None

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from cifar_ray.config import ExtractConfig
 from cifar_ray.embed import backbones, fingerprint, weights_cache
 from cifar_ray.embed.embedder import EmbedderSpec
-from cifar_ray.errors import UserError
-from cifar_ray.extract import claims, own_images
+from cifar_ray.errors import StorageError, UserError
+from cifar_ray.extract import own_images
+from cifar_ray.extract.claim import check_fingerprint
 from cifar_ray.source import cifar
 from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore
@@ -85,16 +86,18 @@ def prepare(cfg: ExtractConfig, dataset: own_images.Dataset | None = None) -> Ex
         image_size=size, precision=cfg.precision, xla=cfg.xla, split_sizes=sizes,
         **own_images.fingerprint_fields(cfg, dataset),
     )  # fmt: skip
-    fields, fid = claims.check_fingerprint(store, fields, cfg.overwrite, dataset)
+    fields, fid = check_fingerprint(store, fields, cfg.overwrite, dataset)
     n = sum(sizes.values())
     _check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
-    removed = locations.remove_temporaries(loc, store.dir)
     shards = plan(sizes, cfg.shard_size)
+    # Every record and data file is read before anything is deleted: a storage error on any
+    # of them stops planning with the store as it was.
+    todo = [s for s in shards if _needs_work(store, s, fid)]
+    removed = locations.remove_temporaries(loc, store.dir)
     strays = store.remove_strays(shards)  # no attempt runs yet: losers of earlier runs go
     if strays:
         log.warning("removed %d stray files (uncommitted attempts, shards outside the plan)",
                     len(strays))  # fmt: skip
-    todo = [s for s in shards if _needs_work(store, s, fid)]
     return ExtractionPlan(
         cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed, len(strays)
     )
@@ -115,6 +118,11 @@ def embedder_spec(cfg: ExtractConfig) -> tuple[backbones.Backbone, EmbedderSpec]
         input_size=size if cfg.data else 32,  # your own images come decoded at `size`
     )  # fmt: skip
     return backbone, spec
+
+
+def store_of(cfg: ExtractConfig) -> str:
+    """The store `cfg` writes, known without the data (the dataset's name is in `cfg`)."""
+    return store_name(backbones.get(cfg.backbone).name, own_images.dataset_key(cfg))
 
 
 def launch(cfg: ExtractConfig) -> distributor.Launch:
@@ -171,6 +179,7 @@ class ExtractionSummary:
     failed: dict[str, str] = field(default_factory=dict)
     actors_replaced: int = 0
     bad_images: int = 0  # your own images: skipped as unusable by this run (records name them)
+    storage_error: str | None = None  # the store refused a write: the run stopped there
 
 
 def execute(
@@ -190,14 +199,14 @@ def execute(
     if p.todo:
         from cifar_ray.extract import distributor  # Ray is imported only when there is work for it
 
-        claimed = []
+        done: list[ShardRecord] = []
 
         def published(record: ShardRecord) -> None:
-            if not claimed:  # the store is claimed by the first result, not before
+            done.append(record)
+            if len(done) == 1:  # the store is claimed by the first result, not before
                 write_manifest(p, None)  # the plan: `inspect` and `train` name missing shards
                 own_images.claim(p.store, p.dataset)  # the listing, before the fingerprint
                 p.store.write_fingerprint(p.fingerprint_id, p.fingerprint)
-                claimed.append(True)
             on_shard(record)
 
         try:
@@ -209,11 +218,14 @@ def execute(
                 pixels=pixels or own_images.shard_items(p), launched=launched,
                 on_embedding=on_embedding,
             )  # fmt: skip
+        except StorageError as exc:  # the store failed the driver: what was published stands
+            outcome = _stopped(p, done, exc)
         except BaseException:  # interrupted or failed: still leave only the result behind
             with contextlib.suppress(Exception):
                 _clean(p)
             raise
-        _clean(p)
+        with contextlib.suppress(Exception) if outcome.stopped else contextlib.nullcontext():
+            _clean(p)  # a store that refused writes may refuse this too: the summary comes first
     seconds = time.perf_counter() - started
     images = sum(r.rows for r in outcome.records) if outcome else 0
     summary = ExtractionSummary(
@@ -225,10 +237,24 @@ def execute(
         failed=outcome.failed if outcome else {},
         actors_replaced=outcome.actors_replaced if outcome else 0,
         bad_images=sum(len(r.bad) for r in outcome.records) if outcome else 0,
+        storage_error=outcome.stopped if outcome else None,
     )  # fmt: skip
-    write_manifest(p, summary)
-    write_preview(p)
+    try:
+        write_manifest(p, summary)
+        write_preview(p)
+    except StorageError as exc:  # what was published stands: its records certify it
+        summary.storage_error = summary.storage_error or str(exc)
     return summary
+
+
+def _stopped(p: ExtractionPlan, done: list[ShardRecord], exc: StorageError):
+    """What the run did before the store refused a write of the driver's own: every shard it
+    had not published is named with the reason."""
+    from cifar_ray.extract import distributor
+
+    published = {r.key for r in done}
+    failed = {s.key: str(exc) for s in p.todo if s.key not in published}
+    return distributor.Outcome(records=done, failed=failed, stopped=str(exc))
 
 
 def _clean(p: ExtractionPlan) -> None:

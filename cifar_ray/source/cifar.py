@@ -14,6 +14,7 @@ import numpy as np
 from cifar_ray.errors import UserError, first_line
 from cifar_ray.source import safe_pickle
 from cifar_ray.source.archive import read_members
+from cifar_ray.source.paths import check_data_dir
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -189,9 +190,8 @@ def download(src: Source = CIFAR10) -> Path:
 
 
 def _open_source(data_dir: str | None, src: Source = CIFAR10) -> tuple[Callable[[str], bytes], str]:
+    check_data_dir(data_dir)  # missing, a FIFO or device, unreadable: named, not read
     path = download(src) if data_dir is None else Path(data_dir).expanduser()
-    if not path.exists():
-        raise UserError(f"{path}: no such file or directory")
     if path.is_file():
         return _archive_reader(path, src), str(path)
     for folder in (path, path / src.batch_dir):

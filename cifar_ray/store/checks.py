@@ -62,8 +62,15 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
         "dim": next(iter(dims), 0),
         "fingerprint": fid,
         "strays": store.strays(shards),
+        "temporaries": _temporaries(store),
     }
     return counts, problems
+
+
+def _temporaries(store: FeatureStore) -> list[str]:
+    """Left by a write that was interrupted (the next extract removes them)."""
+    files = locations.list_files(store.loc, store.dir)
+    return [p for p in files if locations.TMP_MARK in p.rpartition("/")[2]]
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,8 @@ class StoreCheck:
     """One backbone's store as `inspect` found it."""
 
     backbone: str
-    counts: dict  # shards, published, rows, planned_rows, dim, fingerprint, strays, bad
+    counts: dict  # shards, published, rows, planned_rows, dim, fingerprint, strays,
+    # temporaries, bad (your own images skipped)
     problems: list[str]
 
     @property

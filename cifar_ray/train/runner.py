@@ -42,6 +42,8 @@ def prepare(cfg: TrainConfig) -> TrainingPlan:
     if not names:
         raise UserError(f"{loc.uri}: no feature stores; run `cifar-ray extract` first")
     loaded = {name: latents.load(loc, name) for name in names}
+    for folder in (Layout(loc).models_dir(), Layout(loc).train_runs()):  # Ray Train writes there
+        locations.check_writable(loc, folder, need_bytes=0)  # before Ray: one line, not 46 s
     pixels = pixel_inputs(cfg, loaded) if cfg.pixel_baselines else {}
     return TrainingPlan(cfg, loc, loaded, pixels)
 

@@ -1,5 +1,5 @@
-"""Whether a run may write into a store: the store's fingerprint against this run's
-settings (and, for your own images, its listing against this run's)."""
+"""Which fingerprint a run writes under: the store's own, a refusal (for your own images,
+saying how the input's files moved), or a fresh store."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool,
         return legacy, existing["id"]
     if overwrite:  # replaced when this run has published (execute's cleanup), not before:
         return fields, fid  # a later backbone's error, or an actor that cannot start, keeps it
-    own_images.check_listing(store, existing, fields, dataset)
+    own_images.check_listing(store, existing, fields, dataset)  # your images: what moved
     differs = sorted(k for k in fields if existing.get(k) != fields[k])
     raise UserError(
         f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
