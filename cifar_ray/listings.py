@@ -28,6 +28,9 @@ def inspect(out: str, as_json: bool = False) -> bool:
                          f"{path}", tag=name, style="yellow")  # fmt: skip
         if counts.get("strays"):
             status += f", {len(counts['strays'])} stray"
+        if counts.get("warning"):
+            status += ", degenerate"
+            progress.say(counts["warning"], tag=f"warning: {name}", style="yellow")
         shards = f"{counts['published']}/{counts['shards']}" if counts else None
         rows.append([name, shards, *(counts.get(k) for k in ("rows", "dim", "fingerprint")),
                      status])  # fmt: skip

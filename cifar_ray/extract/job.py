@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,7 @@ from cifar_ray.embed import backbones, fingerprint, weights_cache
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.errors import UserError
 from cifar_ray.source import cifar
-from cifar_ray.store import locations, samples
+from cifar_ray.store import locations, quality, samples
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import store_name
 from cifar_ray.store.locations import Location
@@ -197,6 +197,7 @@ class ExtractionSummary:
     steady_images_per_s: float = 0.0  # after actors are up: what the pipeline sustains
     failed: dict[str, str] = field(default_factory=dict)
     actors_replaced: int = 0
+    warning: str | None = None  # degenerate features (store/quality.py)
 
 
 def execute(
@@ -248,9 +249,9 @@ def execute(
         failed=outcome.failed if outcome else {},
         actors_replaced=outcome.actors_replaced if outcome else 0,
     )  # fmt: skip
-    write_manifest(p, summary)
+    written = write_manifest(p, summary)
     write_preview(p)
-    return summary
+    return replace(summary, warning=quality.degenerate(written["shards"]))
 
 
 def _clean(p: ExtractionPlan) -> None:
@@ -289,5 +290,5 @@ def manifest(p: ExtractionPlan) -> Manifest:
     )  # fmt: skip
 
 
-def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> None:
-    manifest(p).write(p.store, summary.__dict__ if summary else None)
+def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> dict:
+    return manifest(p).write(p.store, summary.__dict__ if summary else None)

@@ -13,6 +13,7 @@ from cifar_ray.embed import backbones, fingerprint
 from cifar_ray.embed.embedder import Embedder, EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import UserError
+from cifar_ray.store import quality
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
 from cifar_ray.store.records import ShardRecord
@@ -71,10 +72,16 @@ class ShardWorker:
             self._embedded.pop(shard.key, None)
 
     def _publish(self, shard, labels, features, metadata, coarse, started) -> ShardRecord:
+        """Only finite features are published: NaN or Inf fails the shard (retried like any
+        failure), naming the backbone and the count."""
+        if bad := quality.non_finite(features):
+            raise ValueError(f"{self.metadata['backbone']}: {bad} of {features.size} feature "
+                             f"values of {shard.key} are NaN or Inf")  # fmt: skip
         return self.store.publish(
             shard, labels, features, metadata or self.metadata, coarse,
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
             worker_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            **quality.shard_stats(features),
         )  # fmt: skip
 
 

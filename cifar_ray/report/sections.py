@@ -3,7 +3,6 @@ the one content both report.md and report.html render (`report.render`)."""
 
 from __future__ import annotations
 
-import json
 import time
 
 from cifar_ray.report import groups, plots
@@ -36,7 +35,11 @@ def _fmt(value, digits: int | None = 4) -> str:
         return "n/a"
     if isinstance(value, float):
         return f"{value:.{digits}f}" if digits is not None else f"{value:g}"
-    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+    if isinstance(value, dict):  # settings: "train 36, val 4", not JSON
+        return ", ".join(f"{k} {_fmt(v, digits)}" for k, v in value.items()) or "n/a"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v, digits) for v in value) or "n/a"
+    return str(value)
 
 
 def build_sections(metrics: dict, figures: dict) -> list[tuple[str, str, list[Block]]]:
@@ -84,7 +87,8 @@ def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
             f" Superclass acc: the share of test images whose predicted class is in their "
             f"true superclass (of {supers}; chance {1 / supers:.3f})."
         )
-    return [("p", note), ("table", header, rows), ("fig", f"{b}-accuracy")]
+    warning = [("p", f"Warning: {res['feature_warning']}.")] if res.get("feature_warning") else []
+    return [*warning, ("p", note), ("table", header, rows), ("fig", f"{b}-accuracy")]
 
 
 def _confusion_blocks(b: str, res: dict, figures: dict) -> list[Block]:

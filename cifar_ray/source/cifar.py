@@ -176,13 +176,14 @@ def download(src: Source = CIFAR10) -> Path:
     configure_tensorflow()
     import keras
 
-    lock = src.archive.replace(".tar.gz", ".lock")
-    with file_lock(keras_home() / "datasets" / lock):  # get_file has no lock
+    lock = keras_home() / "datasets" / src.archive.replace(".tar.gz", ".lock")
+    with file_lock(lock):  # get_file has no lock
         try:
             path = keras.utils.get_file(
                 src.archive, origin=src.url, file_hash=src.md5, cache_subdir="datasets",
             )  # fmt: skip
         except Exception as exc:  # get_file raises a bare Exception when it cannot download
+            lock.unlink(missing_ok=True)  # nothing was cached: leave nothing behind
             reason = first_line(exc, 160, typed=False)
             raise UserError(f"cannot download {src.title} ({reason}); pass --data-dir") from None
     return Path(path)

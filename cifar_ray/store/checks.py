@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError
-from cifar_ray.store import locations
+from cifar_ray.store import locations, quality
 from cifar_ray.store.feature_file import COARSE, META_KEY
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import FINGERPRINT, MANIFEST, Layout
@@ -62,6 +62,7 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
         "dim": next(iter(dims), 0),
         "fingerprint": fid,
         "strays": store.strays(shards),
+        "warning": quality.degenerate(manifest.get("shards") or []),
     }
     return counts, problems
 
