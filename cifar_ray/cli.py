@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from cifar_ray import cli_options as opt
+from cifar_ray import commands_audit
 from cifar_ray.config import (
     DEFAULT_OUT,
     BenchConfig,
@@ -90,6 +91,7 @@ def extract(
     actors: opt.Actors = X.actors,
     gpus_per_actor: opt.GpusPerActor = X.gpus_per_actor,
     max_retries: opt.MaxRetries = X.max_retries,
+    shard_timeout: opt.ShardTimeout = X.shard_timeout,
     overwrite: opt.Overwrite = X.overwrite,
     local: opt.Local = False,
     address: opt.Address = None,
@@ -184,6 +186,9 @@ def run(
         tsne=tsne, retrain=retrain,
     )  # fmt: skip
     commands.run(xcfg, tcfg, local=local, address=address, verbose=_state["verbose"])
+
+
+app.command(name="neighbours")(commands_audit.neighbours_command)
 
 
 @app.command()

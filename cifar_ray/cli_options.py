@@ -38,6 +38,10 @@ ShardSize = Annotated[int, typer.Option(help="Images per Parquet file.")]
 Actors = Annotated[int | None, typer.Option(help="Embedder actors (default: auto).")]
 GpusPerActor = Annotated[float, typer.Option(help="GPUs per actor, e.g. 0.5.")]
 MaxRetries = Annotated[int, typer.Option(help="Retries per shard before it fails.")]
+ShardTimeout = Annotated[
+    float | None,
+    typer.Option(help="Seconds an actor may hold shards without progress (default: derived)."),
+]
 Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON, for scripts.")]
 Retrain = Annotated[
@@ -68,4 +72,22 @@ WholeJob = Annotated[
         help="Time the whole `extract --local` command against a bare script "
         "(benchmarks/bare.py), start-up and archive reading included."
     ),
+]
+
+# cifar-ray neighbours
+AuditStores = Annotated[str, typer.Option("--backbone", help="Store(s) to audit (default: all).")]
+AuditDataDir = Annotated[
+    str | None, typer.Option(help="Pixels for exact duplicates (default: as extracted).")
+]
+K = Annotated[int, typer.Option("--k", help="Neighbours kept per test image.")]
+DuplicateThreshold = Annotated[
+    float | None,
+    typer.Option(help="Cosine similarity of a near-duplicate (default: from the data)."),
+]
+IndexKind = Annotated[
+    str, typer.Option("--index", help="exact, approximate (IVF) or auto (approximate if slow).")
+]
+WithinTrain = Annotated[bool, typer.Option(help="Also find duplicates inside the training set.")]
+AuditAddress = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster: one search task per train block.")
 ]

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from cifar_ray import progress
 from cifar_ray.background import InBackground
-from cifar_ray.config import ExtractConfig, TrainConfig, backbone_names
+from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig, backbone_names
 from cifar_ray.errors import ExtractionFailed, UserError
 from cifar_ray.extract import job
 from cifar_ray.ray_runtime import ray_session
@@ -219,10 +219,13 @@ def _print_results(results: dict[str, dict]) -> None:
 
 
 def report(out: str) -> None:
+    from cifar_ray.report import audit_section
     from cifar_ray.report import writer as report_mod
 
     path = report_mod.write(out)
-    rows = report_mod.comparison(report_mod.collect(Location(out)))
+    loc = Location(out)
+    results = report_mod.collect(loc)
+    rows = report_mod.comparison(results, audit_section.collect(loc, results))
     fixed = ["backbone", "dim", "images_per_s", "extraction_s"]
     shown = ["backbone", "dim", "img/s", "extract s"]
     if any("dataset" in r for r in rows):  # OUT holds more than one dataset
@@ -247,4 +250,7 @@ def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | N
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted
         train(replace(tcfg, backbone=stores), local=local, address=address, verbose=verbose)
+    from cifar_ray.commands_audit import neighbours
+
+    neighbours(AuditConfig(out=xcfg.out, backbone=stores, data_dir=xcfg.data_dir))
     report(xcfg.out)

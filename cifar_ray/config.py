@@ -17,6 +17,19 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 WEIGHTS_KEYWORDS = ("imagenet", "none")
 DATASETS = ("cifar10", "cifar100")  # source.cifar.SOURCES holds what each one is
 
+# The shard watchdog (extract/watchdog.py): an actor that holds shards and makes no progress
+# for FACTOR x the slowest shard so far (before any: x its warm-up), at least MIN_S, is stuck.
+SHARD_TIMEOUT_FACTOR = 10.0
+SHARD_TIMEOUT_MIN_S = 60.0
+
+
+# Decoding images (source/decode.py). Pillow's own limit, Image.MAX_IMAGE_PIXELS: the size
+# past which it calls a file a decompression bomb (~ a 9,500 x 9,500 image, 268 MB as RGB).
+RESIZE_MODES = ("squash", "center-crop", "pad")
+DEFAULT_RESIZE = "center-crop"  # the ImageNet evaluation convention; CIFAR keeps "squash"
+MAX_PIXELS = 89_478_485
+DECODE_THREADS: int | None = None  # None: one per CPU this process may run on
+
 
 def check_dataset(name: str) -> None:
     if name not in DATASETS:
@@ -56,6 +69,7 @@ class ExtractConfig:
     gpus_per_actor: float = 1.0  # used only where the cluster has GPUs
     in_flight: int = 2  # shards queued per actor so the device never waits on the host
     max_retries: int = 3
+    shard_timeout: float | None = None  # seconds without progress; None: from measurements
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -78,6 +92,8 @@ class ExtractConfig:
             raise UserError(f"--actors must be positive, got {self.actors}")
         if self.max_retries < 0:
             raise UserError(f"--max-retries must be 0 or more, got {self.max_retries}")
+        if self.shard_timeout is not None and not 0 < self.shard_timeout < math.inf:
+            raise UserError(f"--shard-timeout must be positive seconds, got {self.shard_timeout}")
         if not 0 < self.gpus_per_actor <= 8:
             raise UserError(f"--gpus-per-actor must be in (0, 8], got {self.gpus_per_actor}")
 
@@ -142,6 +158,44 @@ class BenchConfig:
             raise UserError(
                 f"--images and --rounds must be positive, got {self.images} and {self.rounds}"
             )
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """`cifar-ray neighbours`: the k nearest training images of every test image, and the
+    near-duplicates across splits (`cifar_ray.audit`)."""
+
+    out: str = DEFAULT_OUT
+    backbone: str = ""  # comma-separated stores; empty: every store in OUT
+    data_dir: str | None = None  # pixels for exact duplicates; default: as extracted
+    k: int = 10  # neighbours kept per image
+    duplicate_threshold: float | None = None  # None: chosen from the data (audit.threshold)
+    threshold_floor: float = 0.9  # the data's gap is looked for above this similarity only
+    fallback_threshold: float = 0.97  # when the data shows no gap above the floor
+    index: str = "auto"  # exact, approximate, or auto (approximate when exact would be slow)
+    query_block: int = 4096  # queries searched at once: bounds the similarity block in memory
+    base_block: int = 65_536  # training rows per block when the search is split (Ray tasks)
+    nlist: int = 0  # IVF lists; 0: 4 x sqrt(train rows)
+    nprobe: int = 16  # IVF lists searched per query
+    recall_sample: int = 500  # test queries whose approximate result is checked against exact
+    within_train: bool = True  # also duplicates inside the training set (a train x train pass)
+
+    def __post_init__(self) -> None:
+        _check_out(self.out)
+        for name in ("out", "data_dir"):
+            object.__setattr__(self, name, absolute(getattr(self, name)))
+        if self.k <= 0 or self.query_block <= 0 or self.base_block <= 0:
+            raise UserError("--k, query and base blocks must be positive")
+        if self.index not in INDEX_KINDS:
+            raise UserError(f"--index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
+        t = self.duplicate_threshold
+        if t is not None and not -1 <= t <= 1:
+            raise UserError(
+                f"--duplicate-threshold must be a cosine similarity in [-1, 1], got {t}"
+            )
+
+
+INDEX_KINDS = ("auto", "exact", "approximate")
 
 
 def backbone_names(value: str, *, required: bool = True) -> list[str]:

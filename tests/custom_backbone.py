@@ -12,6 +12,8 @@ from cifar_ray.embed.backbones import Backbone
 
 # "DIR:N" for `rendezvous`: every actor waits there until N actors have come that far.
 RENDEZVOUS_ENV = "CIFAR_RAY_TEST_RENDEZVOUS"
+# A folder for `hangs_once`: the actor that renames its `armed` file to `hung-<pid>` blocks.
+HANG_ENV = "CIFAR_RAY_TEST_HANG_DIR"
 
 
 def small_cnn(input_shape, weights=None):
@@ -152,7 +154,46 @@ def rendezvous(input_shape, weights=None):
     return small_cnn(input_shape, weights)
 
 
-for _factory in (fails_in_actor, dies_in_actor, raises_in_actor, rendezvous):
+def hangs_once(input_shape, weights=None):
+    """small_cnn, but in an actor the run's first real batch (not the warm-up's blank one)
+    blocks inside the model's call, as on a hung GPU or a stalled filesystem: the actor is
+    alive, its process runs, and nothing comes back."""
+    model = small_cnn(input_shape, weights)
+    if not _in_ray_actor() or not os.environ.get(HANG_ENV):
+        return model
+    import keras
+    import tensorflow as tf
+
+    class BlocksOnce(keras.layers.Layer):
+        def compute_output_spec(self, x):
+            return keras.KerasTensor(x.shape, x.dtype)
+
+        def call(self, x):
+            y = tf.py_function(_block_once, [x], x.dtype)
+            y.set_shape(x.shape)
+            return y
+
+    return keras.Sequential([keras.Input(input_shape), BlocksOnce(), *model.layers],
+                            name="small_cnn")  # fmt: skip
+
+
+def _block_once(x):
+    import numpy as np
+
+    if np.ptp(x.numpy()) == 0:  # the warm-up's blank batch
+        return x
+    folder = Path(os.environ[HANG_ENV])
+    try:
+        (folder / "armed").rename(folder / f"hung-{os.getpid()}")  # one process wins
+    except FileNotFoundError:
+        return x
+    deadline = time.monotonic() + 600  # the watchdog ends it first; never block for ever
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+    return x
+
+
+for _factory in (fails_in_actor, dies_in_actor, raises_in_actor, rendezvous, hangs_once):
     _factory.backbone_spec = {**small_cnn.backbone_spec, "name": _factory.__name__}
 
 

@@ -100,7 +100,33 @@ def test_fingerprint_of_other_id_than_the_manifest_is_a_bad_store(tmp_path):
     folder = _store(tmp_path)
     (folder / "fingerprint.json").write_text(json.dumps({"id": "other"}))
     code, text = _inspect(tmp_path)
-    assert code == 1 and "fingerprint.json names other" in text
+    assert code == 1 and "fingerprint.json: corrupt, it names other, the manifest f1" in text
+
+
+OTHER_STORE = json.dumps({"id": "another-store", "backbone": "resnet50"})
+
+
+@pytest.mark.parametrize("body", ["garbage{", "[]", OTHER_STORE])
+def test_train_refuses_a_corrupt_or_mismatched_fingerprint_as_inspect_does(tmp_path, body):
+    """Before: `train` never read fingerprint.json, and trained on such a store (exit 0)."""
+    folder = _store(tmp_path)
+    (folder / "fingerprint.json").write_text(body)
+    result = run_cli("train", "--local", "--out", tmp_path, "--backbone", "toy")
+    assert result.returncode == 2
+    line = _one_line(result)
+    assert "fingerprint.json: corrupt" in line and "use --overwrite" in line
+    assert not (tmp_path / "models").exists()
+
+
+def test_report_refuses_a_mismatched_fingerprint_in_one_line(tmp_path):
+    folder = _store(tmp_path)
+    (folder / "fingerprint.json").write_text(OTHER_STORE)
+    model = {"accuracy": {"train": 0.5, "val": 0.5, "test": 0.5}}
+    _results_file(tmp_path).write_text(json.dumps({**GOOD, "models": {"m": model}}))
+    result = run_cli("report", "--out", tmp_path)
+    assert result.returncode == 2
+    assert "fingerprint.json: corrupt, it names another-store" in _one_line(result)
+    assert not (tmp_path / "report").exists()
 
 
 def test_record_of_the_wrong_shape_is_an_invalid_shard(tmp_path):

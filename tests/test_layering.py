@@ -7,6 +7,8 @@ The stages, in the order data flows through them:
     store    feature files, shard records, manifest, OUT's layout (what extraction publishes
              and training reads: it sits below both)
     extract  the extraction job and its Ray actors: reads source, embeds, publishes to store
+    audit    nearest neighbours and near-duplicates (faiss), beside the store: reads store
+             and source (pixels for exact duplicates); Ray only in its fan-out edge
     train    the dense head (Ray Train), baselines, results: reads store
     report   metrics.json, report.md/html and figures: reads train's results and the store
 
@@ -32,8 +34,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cifar_ray"
-STAGES = ("source", "embed", "store", "extract", "train", "report")
-TOP = {"cli", "cli_options", "commands", "listings", "bench", "__init__"}
+STAGES = ("source", "embed", "store", "extract", "audit", "train", "report")
+TOP = {"cli", "cli_options", "commands", "commands_audit", "listings", "bench", "__init__"}
 BASE = {"errors", "config", "locks", "progress", "background", "store.locations", "embed.tfsetup"}
 RAY_EDGE = {"ray_runtime", "cluster"}
 RAY_EDGE_USERS = {"extract", "train", *TOP}

@@ -99,7 +99,12 @@ def built(tmp_path_factory) -> tuple[Path, dict]:
             res["embedding_tsne"] = maps.tsne_map(x, y, seed, n=80)
         _write(out, res)
         written[backbone] = json.loads((out / "models" / backbone / "results.json").read_text())
-    fp = {"backbone": "inceptionv3", "image_size": 75, "weights": {"name": "none", "seed": 0}}
+    fp = {
+        "id": f"{1:016x}",
+        "backbone": "inceptionv3",
+        "image_size": 75,
+        "weights": {"name": "none", "seed": 0},
+    }
     (out / "features" / "inceptionv3").mkdir(parents=True)
     (out / "features" / "inceptionv3" / "fingerprint.json").write_text(json.dumps(fp))
     _preview(out, images, test_y)

@@ -37,7 +37,8 @@ def test_scored_builds_the_test_metrics_and_rounds_the_timings():
                                 infer_s=0.0004, history={"loss": [1.0]})  # fmt: skip
     record = result.to_dict()
     assert list(record) == ["name", "kind", "params", "accuracy", "test", "history", "fit_s",
-                            "infer_s", "sample_predictions"]  # fmt: skip
+                            "infer_s", "sample_predictions", "test_predictions"]  # fmt: skip
+    assert record["test_predictions"] == [0, 1, 2, 2]  # every test image: the cleaned score
     assert record["test"]["confusion"] == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
     assert (record["fit_s"], record["infer_s"], record["sample_predictions"]) == (
         1.235, 0.0, [0, 1, 2, 2],
@@ -50,7 +51,7 @@ def test_a_baseline_record_is_a_model_result_without_history():
     x, y = rng.normal(size=(60, 3)), np.arange(60) % 2
     record = baselines.run("logreg", (x[:40], y[:40]), (x[40:50], y[40:50]), (x[50:], y[50:]), 2)
     assert list(record) == ["name", "kind", "params", "accuracy", "test", "fit_s", "infer_s",
-                            "sample_predictions"]  # fmt: skip
+                            "sample_predictions", "test_predictions"]  # fmt: skip
     assert ModelResult.from_dict(record).to_dict() == record
 
 

@@ -12,6 +12,7 @@ from cifar_ray.extract import pool
 from cifar_ray.extract.distributor import autoscaler_bundles
 from cifar_ray.extract.pool import ElasticPool
 from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
+from cifar_ray.extract.watchdog import Watchdog
 from cifar_ray.store.shards import Shard
 
 START_S, SHARD_S = 2.3, 1.0  # fake seconds: an actor's start-up, one shard on one actor
@@ -304,3 +305,77 @@ def test_with_no_actor_placed_the_pool_says_what_it_waits_for(caplog):
     said = [r.getMessage() for r in caplog.records if "waiting for the cluster" in r.message]
     assert len(said) == 5 and not actors.ready
     assert said[0].startswith("no actor is up after 60 s") and "1 actor(s)" in said[0]
+
+
+# --- the watchdog ------------------------------------------------------------------------------
+@dataclass
+class HangingCluster(FakeCluster):
+    """Shards in `hangs` never come back on their first attempt: the actor is alive but stuck."""
+
+    hangs: set = field(default_factory=set)
+
+    def submit(self, actor, shard):
+        ticket = super().submit(actor, shard)
+        if shard.key in self.hangs:
+            self.hangs.discard(shard.key)
+            ticket.done_at = actor.free_at = float("inf")
+        return ticket
+
+
+def test_a_stuck_actor_is_killed_replaced_and_its_shard_retried_with_one_line(caplog):
+    cluster = HangingCluster(hangs={"train-00003"})
+    dog = Watchdog(floor_s=5.0, factor=2.0)
+    pool, results = _run(cluster, _shards(6), in_flight=1, watchdog=dog)
+    assert _keys(results) == sorted(s.key for s in _shards(6)) and not results.failed
+    assert results.stuck == 1 and pool.replaced == 1
+    first, second = cluster.actors
+    assert first.dead and ("train-00003", "n1", second.id) in results.records
+    said = [r.getMessage() for r in caplog.records if "stuck" in r.getMessage()]
+    # 2x the slowest shard (1 s) is under the floor: 5 s without progress, then killed
+    assert len(said) == 1 and said[0].startswith("retrying shard train-00003 (stuck: no progress")
+    assert "on node ip-n1 (bound 5 s); its actor was killed and replaced" in said[0]
+    assert cluster.now < 20  # fake seconds: 6 shards, one warm-up, one bound, one warm-up
+
+
+def test_before_any_shard_the_bound_is_the_warm_up_times_the_factor():
+    cluster = HangingCluster(hangs={"train-00000"})
+    _, results = _run(cluster, _shards(2), watchdog=Watchdog(floor_s=0.0, factor=3.0))
+    assert _keys(results) == ["train-00000", "train-00001"] and results.stuck == 1
+    restarted = min(t.done_at for t in cluster.tickets[1:] if t.shard is None) - START_S
+    assert restarted == pytest.approx(START_S + 3 * START_S, abs=0.6)  # one 0.5 s poll late
+
+
+def test_a_shard_that_always_hangs_fails_after_its_retries_and_the_job_ends():
+    cluster = HangingCluster()
+    cluster.hangs = {"train-00001"}
+    always = cluster.submit
+
+    def rehang(actor, shard):
+        cluster.hangs.add("train-00001")
+        return always(actor, shard)
+
+    cluster.submit = rehang
+    _, results = _run(cluster, _shards(3), max_retries=2, watchdog=Watchdog(fixed_s=4.0))
+    assert list(results.failed) == ["train-00001"] and "stuck" in results.failed["train-00001"]
+    assert _keys(results) == ["train-00000", "train-00002"] and results.stuck == 3
+
+
+def test_the_bound_follows_the_slowest_shard_with_a_floor_and_a_fixed_override():
+    dog = Watchdog(floor_s=60.0, factor=10.0)
+    assert dog.bound(warmup_s=12.0) == 120.0 and dog.bound(warmup_s=None) == 60.0
+    dog.sent("a", 0.0, idle=True)
+    dog.answered("a", 9.0, ok=True)
+    assert dog.bound(warmup_s=100.0) == 90.0  # measured now: the warm-up no longer counts
+    dog.answered("a", 9.5, ok=False)  # an error is progress, not a shard's duration
+    assert dog.slowest_s == 9.0
+    assert Watchdog(fixed_s=2.0).bound(warmup_s=100.0) == 2.0
+
+
+def test_while_nothing_comes_back_the_scheduler_says_what_it_waits_for_once_a_minute(caplog):
+    cluster = HangingCluster(hangs={"train-00000"})
+    _, results = _run(cluster, _shards(1), watchdog=Watchdog(fixed_s=200.0))
+    assert _keys(results) == ["train-00000"]
+    said = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
+    assert len(said) == 3, said  # at 60, 120 and 180 s of the 200 s bound
+    assert said[0].startswith("nothing has come back for 60 s; waiting for train-00000 on node ")
+    assert "ip-n1 (60 s); 0 shard(s) queued, 0 actor(s) starting" in said[0]

@@ -24,6 +24,7 @@ from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import UserError, first_line
 from cifar_ray.extract.pool import ElasticPool
 from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
+from cifar_ray.extract.watchdog import Watchdog
 from cifar_ray.extract.worker import ShardWorker
 from cifar_ray.source.cifar import Dataset
 from cifar_ray.store.locations import Location
@@ -220,6 +221,7 @@ def run(
     gpus_per_actor: float,
     in_flight: int,
     max_retries: int,
+    shard_timeout: float | None,
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,
     launched: Launch | None = None,
@@ -241,7 +243,8 @@ def run(
         launched.backend.set_work(metadata, pixels or ShardPixels(dataset))
         pool = launched.pool
         scheduler = Scheduler(pool, launched.backend, in_flight=in_flight,
-                              max_retries=max_retries, on_shard=on_shard)  # fmt: skip
+                              max_retries=max_retries, on_shard=on_shard,
+                              watchdog=Watchdog(fixed_s=shard_timeout))  # fmt: skip
         if on_embedding is not None:
             watch = _EmbeddingWatch(launched.backend, pool, on_embedding)
         results = scheduler.run(todo)

@@ -159,7 +159,7 @@ def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tu
     --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
     before anything is deleted."""
     fid = fingerprint.fingerprint_id(fields)
-    existing = store.read_fingerprint(replacing=overwrite)  # corrupt + --overwrite: {}
+    _, existing = store.read_claim(replacing=overwrite)  # corrupt + --overwrite: {}
     if existing is None or existing.get("id") == fid:
         return fields, fid
     legacy = _legacy(store, existing, fields)
@@ -230,7 +230,8 @@ def execute(
             outcome = distributor.run(
                 p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
                 actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
-                in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries, on_shard=published,
+                in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries,
+                shard_timeout=p.cfg.shard_timeout, on_shard=published,
                 pixels=pixels, launched=launched, on_embedding=on_embedding,
             )  # fmt: skip
         except BaseException:  # interrupted or failed: still leave only the result behind

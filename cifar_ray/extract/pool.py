@@ -12,13 +12,13 @@ from collections.abc import Callable
 from cifar_ray import progress
 from cifar_ray.errors import UserError
 from cifar_ray.extract.scheduler import ActorDied, Backend, NoActorCouldStart, PoolShape
+from cifar_ray.extract.watchdog import WAITING_SAY_EVERY_S
 
 log = logging.getLogger(__name__)
 
 PLACEMENT_TIMEOUT_S = 120.0  # a replacement not placed by then, while others work: cluster shrank
 RESIZE_EVERY_S = 5.0  # how often to compare the pool with what the cluster can hold (cheap)
 MAX_START_FAILURES = 3  # failed starts in a row, none up: the job cannot run anywhere
-WAITING_SAY_EVERY_S = 60.0  # with no actor up, say what the job waits for this often
 
 
 class ElasticPool:
@@ -38,6 +38,8 @@ class ElasticPool:
         self.retiring: list = []  # CPU actors a GPU actor replaced: no new work, then killed
         self.node_of: dict = {}  # actor -> the node it runs on, or was asked to
         self.gpu_of: dict = {}  # actor -> whether it holds a GPU
+        self.ip_of: dict = {}  # actor -> its node's address, once it is up
+        self.warmup_s: dict = {}  # actor -> seconds from being asked for to up: the watchdog's
         self.bad_nodes: set[str] = set()  # nodes where an actor failed to start while others work
         self.start_failures: list[str] = []  # since an actor last started well
         self.started: list[dict] = []  # the info of every actor that came up
@@ -118,9 +120,11 @@ class ElasticPool:
         failure, as the autoscaler may still bring one; but the user must not wait in silence."""
         if self.ready or not self.starting or now - self._said_waiting_at < WAITING_SAY_EVERY_S:
             return
+        since = now - min(when for _, when in self.starting.values())
+        if since < WAITING_SAY_EVERY_S:
+            return
         self._said_waiting_at = now
         shape = self.backend.shape()
-        since = now - min(when for _, when in self.starting.values())
         log.warning("no actor is up after %.0f s: waiting for the cluster to place %d actor(s) "
                     "of {CPU: %s, GPU: %s}", since, len(self.starting), shape.num_cpus,
                     shape.num_gpus)  # fmt: skip
@@ -129,8 +133,12 @@ class ElasticPool:
         """What starting actors will answer when they are up: something to wait on."""
         return [ticket for ticket, _ in self.starting.values()]
 
+    def where(self, actor) -> str:
+        """The actor's node, as the user can find it: its address where known."""
+        return self.ip_of.get(actor) or self.node_of.get(actor) or "unknown"
+
     def _promote(self, actor, ticket) -> None:
-        del self.starting[actor]
+        _, asked_at = self.starting.pop(actor)
         try:
             info = self.backend.result(ticket)
         except ActorDied as exc:  # its process died while starting: a crash or its node left
@@ -146,7 +154,8 @@ class ElasticPool:
         if self.digest and info["digest"] != self.digest:
             raise RuntimeError("actors built different weights; refusing to mix their features")
         self.digest = info["digest"]
-        self.node_of[actor] = info["node_id"]
+        self.node_of[actor], self.ip_of[actor] = info["node_id"], info.get("node_ip")
+        self.warmup_s[actor] = self.clock() - asked_at
         self.ready.append(actor)
         self.started.append(info)
         self.start_failures.clear()
@@ -188,6 +197,8 @@ class ElasticPool:
     def _kill(self, actor) -> None:
         self.starting.pop(actor, None)
         self.node_of.pop(actor, None)
+        self.ip_of.pop(actor, None)
+        self.warmup_s.pop(actor, None)
         self.backend.kill(actor)
 
     def shutdown(self) -> None:

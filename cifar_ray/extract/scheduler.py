@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cifar_ray.config import ExtractConfig
+from cifar_ray.extract.watchdog import Watchdog
 from cifar_ray.store.shards import Shard
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class Results:
     records: list = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     first_shard_at: float | None = None  # clock() when the first shard came back
+    stuck: int = 0  # actors the watchdog killed
 
 
 class Scheduler:
@@ -119,8 +121,11 @@ class Scheduler:
         max_retries: int = ExtractConfig.max_retries,
         on_shard: Callable[[Any], None] = lambda r: None,
         clock: Callable[[], float] = time.monotonic,
+        watchdog: Watchdog | None = None,
     ):
         self.pool, self.backend = pool, backend
+        self.watchdog = watchdog or Watchdog()
+        self.sent_at: dict = {}  # ticket -> clock() when it was submitted
         self.in_flight, self.max_retries, self.on_shard, self.clock = (
             in_flight, max_retries, on_shard, clock,
         )  # fmt: skip
@@ -146,6 +151,7 @@ class Scheduler:
                 if ticket in self.running:  # else an actor is up: the next poll() promotes it
                     self._collect(ticket)
             self.pool.release_retired(self.busy_actors())
+            self._watch()
         return self.results
 
     def busy_actors(self) -> set:
@@ -159,25 +165,59 @@ class Scheduler:
                 if busy >= (self.in_flight if deep else 1):
                     break
                 shard = self.queue.popleft()
-                self.running[self.backend.submit(actor, shard)] = (actor, shard)
+                ticket = self.backend.submit(actor, shard)
+                self.running[ticket], self.sent_at[ticket] = (actor, shard), self.clock()
+                self.watchdog.sent(actor, self.sent_at[ticket], idle=busy == 0)
                 busy += 1
 
     def _collect(self, ticket) -> None:
         actor, shard = self.running.pop(ticket)
+        self.sent_at.pop(ticket, None)
         try:
             record = self.backend.result(ticket)
         except ActorDied as exc:
+            self.watchdog.forget(actor)
             self.pool.lost(actor)
             self._retry(shard, f"actor died: {exc}")
             return
         except TaskFailed as exc:
+            self.watchdog.answered(actor, self.clock(), ok=False)
             self._retry(shard, str(exc))
             return
+        self.watchdog.answered(actor, self.clock(), ok=True)
         self.proven.add(actor)
         if self.results.first_shard_at is None:
             self.results.first_shard_at = self.clock()
         self.results.records.append(record)
         self.on_shard(record)
+
+    def _watch(self) -> None:
+        """Cancel what stuck actors hold (killing the actor cancels its calls), and while
+        nothing comes back say, once a minute, what the job waits for."""
+        now = self.clock()
+        for actor, quiet, bound in self.watchdog.stuck(self.busy_actors(), now, self.pool.warmup_s):
+            self._cancel(actor, quiet, bound)
+        if self.running and self.watchdog.time_to_say(now):
+            held = ", ".join(
+                f"{shard.key} on node {self.pool.where(actor)} ({now - self.sent_at[t]:.0f} s)"
+                for t, (actor, shard) in self.running.items()
+            )
+            log.warning("nothing has come back for %.0f s; waiting for %s; %d shard(s) queued, "
+                        "%d actor(s) starting", now - self.watchdog.last_result_at, held,
+                        len(self.queue), len(self.pool.starting))  # fmt: skip
+
+    def _cancel(self, actor, quiet: float, bound: float) -> None:
+        where = self.pool.where(actor)
+        held = [t for t, (a, _) in self.running.items() if a is actor]
+        shards = [self.running.pop(t)[1] for t in held]
+        for t in held:
+            self.sent_at.pop(t, None)
+        self.watchdog.forget(actor)
+        self.pool.lost(actor)  # killed (its calls with it) and replaced
+        self.results.stuck += 1
+        for shard in shards:
+            self._retry(shard, f"stuck: no progress for {quiet:.0f} s on node {where} (bound "
+                               f"{bound:.0f} s); its actor was killed and replaced")  # fmt: skip
 
     def _retry(self, shard: Shard, error: str) -> None:
         self.attempts[shard.key] += 1

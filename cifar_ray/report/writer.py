@@ -7,11 +7,11 @@ import time
 
 from cifar_ray.embed import fingerprint
 from cifar_ray.errors import UserError, first_line
-from cifar_ray.report import plots, render
+from cifar_ray.report import audit_section, plots, render
 from cifar_ray.report.sections import build_sections, dataset_of
 from cifar_ray.store import locations, samples
 from cifar_ray.store.features import FeatureStore
-from cifar_ray.store.layout import FINGERPRINT, Layout, backbone_of
+from cifar_ray.store.layout import Layout, backbone_of
 from cifar_ray.store.locations import Location
 from cifar_ray.store.records import corrupt
 from cifar_ray.train.results import models_of
@@ -60,9 +60,10 @@ def _read_results(loc: Location, path: str) -> dict:
     return res
 
 
-def comparison(results: dict) -> list[dict]:
+def comparison(results: dict, audits: dict | None = None) -> list[dict]:
     """One row per store. Where OUT holds more than one dataset, rows gain a "dataset" column
-    (first), name the backbone alone, and are ordered by dataset."""
+    (first), name the backbone alone, and are ordered by dataset. With `audits`, each model's
+    test accuracy without the leaked test images follows it ("<model> (clean)")."""
     several = len({dataset_of(res) for res in results.values()}) > 1
     rows = []
     for backbone, res in results.items():
@@ -74,6 +75,7 @@ def comparison(results: dict) -> list[dict]:
             "extraction_s": res["extraction"].get("seconds"),
         }
         row.update({name: m.test_accuracy for name, m in models_of(res).items()})
+        row.update(audit_section.clean_columns((audits or {}).get(backbone)))
         rows.append(row)
     return sorted(rows, key=lambda r: r["dataset"]) if several else rows
 
@@ -81,11 +83,13 @@ def comparison(results: dict) -> list[dict]:
 def write(out: str) -> str:
     loc = Location(out)
     results = collect(loc)
+    audits = audit_section.collect(loc, results)
     metrics = {
         "generated_unix": int(time.time()),
         "versions": fingerprint.versions(),
         "backbones": results,
-        "comparison": comparison(results),
+        "comparison": comparison(results, audits),
+        "audit": audits,
         "feature_fingerprints": {b: _feature_fingerprint(loc, b) for b in results},
     }
     put = Layout(loc).report_file
@@ -93,18 +97,19 @@ def write(out: str) -> str:
     datasets = dict.fromkeys(dataset_of(res) for res in results.values())
     previews = {name: samples.read_preview(loc, name) for name in datasets}
     figures = plots.report_figures(metrics, None, previews)
+    figures.update(audit_section.figures(loc, audits))
     for name, png in figures.items():
         locations.put_atomic(loc, put(f"{name}.png"), png)
     blocks = build_sections(metrics, figures)
+    ids = [sid for sid, _, _ in blocks]
+    at = ids.index("comparison") if "comparison" in ids else len(blocks)
+    blocks.insert(at, audit_section.section(metrics, figures))
     locations.put_atomic(loc, put("report.md"), render.markdown(blocks).encode())
     locations.put_atomic(loc, put("report.html"), render.html_page(blocks, figures).encode())
     return put("report.html")
 
 
 def _feature_fingerprint(loc: Location, backbone: str) -> dict:
-    """What the report shows of the extraction settings: a corrupt file shows nothing
-    (`inspect` and `extract` name it) rather than stopping the report."""
-    try:
-        return FeatureStore(loc, backbone).read_json(FINGERPRINT) or {}
-    except UserError:
-        return {}
+    """What the report shows of the extraction settings, read as every command reads a
+    store: a corrupt or mismatched fingerprint is refused in one line, not reported on."""
+    return FeatureStore(loc, backbone).read_claim()[1] or {}

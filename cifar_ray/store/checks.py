@@ -11,7 +11,7 @@ from cifar_ray.errors import UserError
 from cifar_ray.store import locations, quality
 from cifar_ray.store.feature_file import COARSE, META_KEY
 from cifar_ray.store.features import FeatureStore
-from cifar_ray.store.layout import FINGERPRINT, MANIFEST, Layout
+from cifar_ray.store.layout import MANIFEST, Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import plan
 
@@ -28,15 +28,12 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
     are not part of the result (see `FeatureStore.strays`). A corrupt manifest or
     fingerprint is a problem of the store, reported like any other, not a crash."""
     try:
-        manifest = store.read_manifest()
-        claimed = store.read_fingerprint()
+        manifest, _ = store.read_claim()
     except UserError as exc:
         return {}, [str(exc)]
     if manifest is None:
         return {}, [f"no {MANIFEST}: extraction never got past planning"]
     fid = manifest["fingerprint"]
-    if claimed is not None and claimed["id"] != fid:  # None: no shard published yet
-        return {}, [f"{FINGERPRINT} names {claimed['id']}, the manifest {fid}"]
     shards = plan(manifest["split_sizes"], manifest["shard_size"])
     problems = [f"{s.key}: {p}" for s in shards if (p := store.problem(s, fid))]
     dims = set()

@@ -41,7 +41,7 @@ def load(loc: Location, backbone: str) -> Latents:
     """Refuse an incomplete store or one that mixes fingerprints, naming the shards. Each
     shard's record and file are read once here (checksum, labels, width)."""
     store = FeatureStore(loc, backbone)
-    manifest = store.read_manifest()
+    manifest, _ = store.read_claim()
     if manifest is None:
         raise UserError(f"{store.dir}: no features here; run `cifar-ray extract` first")
     shards = plan(manifest["split_sizes"], manifest["shard_size"])

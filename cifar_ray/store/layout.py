@@ -9,6 +9,7 @@
     OUT/models/<backbone>/results.json                             every model's results
     OUT/train-runs/head-<backbone>-<key>/                          Ray Train checkpoints
     OUT/samples/test-preview.npz                                   first test images, for the report
+    OUT/index/<store>/                                             neighbours and duplicates (audit)
     OUT/report/                                                    metrics.json, report.*, *.png
 
 A store is named by its backbone and dataset: CIFAR-10's by the backbone alone (`inceptionv3`,
@@ -33,6 +34,7 @@ MODELS = "models"
 TRAIN_RUNS = "train-runs"
 SAMPLES = "samples"
 REPORT = "report"
+INDEX = "index"
 
 RECORDS = "_shards"  # hidden from Parquet dataset readers by its leading underscore
 MANIFEST = "manifest.json"
@@ -141,6 +143,14 @@ class Layout:
 
     def train_run(self, name: str) -> str:
         return f"{self.train_runs()}/{name}"
+
+    # --- OUT/index/ -----------------------------------------------------------------------
+    def index_dir(self, store: str) -> str:
+        """The audit of one store (`cifar_ray.audit.files` names what is inside)."""
+        return self.loc.path(INDEX, store)
+
+    def index_file(self, store: str, name: str) -> str:
+        return f"{self.index_dir(store)}/{name}"
 
     # --- OUT/samples/ and OUT/report/ ----------------------------------------------------
     def preview(self, dataset: str = DEFAULT_DATASET) -> str:

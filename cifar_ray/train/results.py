@@ -32,6 +32,7 @@ class ModelResult:
     infer_s: float | None
     sample_predictions: list[int]
     history: dict[str, list[float]] | None = None
+    test_predictions: list[int] | None = None  # every test image's, in id order (cleaned score)
 
     @classmethod
     def scored(cls, name: str, kind: str, params: dict, accuracy: dict[str, float],
@@ -42,6 +43,7 @@ class ModelResult:
             name, kind, params, accuracy, metrics.evaluate(y_test, test_pred, n_classes),
             round(fit_s, 3), round(infer_s, 3),
             np.asarray(test_pred)[:SAMPLE_PREDICTIONS].tolist(), history,
+            np.asarray(test_pred).tolist(),
         )  # fmt: skip
 
     def to_dict(self) -> dict:
@@ -52,6 +54,8 @@ class ModelResult:
             out["history"] = self.history
         out.update(fit_s=self.fit_s, infer_s=self.infer_s,
                    sample_predictions=self.sample_predictions)  # fmt: skip
+        if self.test_predictions is not None:
+            out["test_predictions"] = self.test_predictions
         return out
 
     @classmethod
@@ -62,7 +66,7 @@ class ModelResult:
             name=raw.get("name", ""), kind=raw.get("kind", ""), params=raw.get("params", {}),
             accuracy=raw["accuracy"], test=raw.get("test", {}), fit_s=raw.get("fit_s"),
             infer_s=raw.get("infer_s"), sample_predictions=raw.get("sample_predictions", []),
-            history=raw.get("history"),
+            history=raw.get("history"), test_predictions=raw.get("test_predictions"),
         )  # fmt: skip
 
     @property
