@@ -162,7 +162,7 @@ def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tu
     _, existing = store.read_claim(replacing=overwrite)  # corrupt + --overwrite: {}
     if existing is None or existing.get("id") == fid:
         return fields, fid
-    legacy = _legacy(store, existing, fields)
+    legacy = _legacy(store, existing, fields) or _same_weights(existing, fields)
     if legacy:
         return legacy, existing["id"]
     if overwrite:  # replaced when this run has published (execute's cleanup), not before:
@@ -171,6 +171,18 @@ def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tu
     raise UserError(
         f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
         "use --overwrite to replace them or another --out"
+    )
+
+
+def _same_weights(existing: dict, fields: dict) -> dict | None:
+    """The same settings with the same weights named differently (a weights file copied to
+    another path, or made before files were known by their bytes alone): the store resumes
+    under its own fingerprint."""
+    mine = {**fields, "weights": existing.get("weights")}
+    if existing.get("id") != fingerprint.fingerprint_id(mine):
+        return None
+    return (
+        mine if fingerprint.same_weights(existing.get("weights") or {}, fields["weights"]) else None
     )
 
 

@@ -60,7 +60,7 @@ class ShardWorker:
         backbone, weights and store part alone, which it checked)."""
         _test_hooks(shard)
         if metadata is not None:
-            if metadata["weights"] != self.metadata["weights"]:  # what it checked at start
+            if not fingerprint.same_weights(metadata["weights"], self.metadata["weights"]):
                 check_weights(self.embedder.spec, metadata["weights"], self.node_id)
             metadata = {**metadata, "weights_digest": self.embedder.digest}
         try:
@@ -89,8 +89,9 @@ def check_weights(spec: EmbedderSpec, expected: dict, node_id: str = "") -> None
     """This node's weights (and factory code) must be the ones the store's fingerprint was made
     with: a node that kept an old copy, or runs another version of the factory, would publish
     features that mix silently with the others. Same function as the driver's, so one fact."""
-    here = fingerprint.weights_identity(spec.weights, spec.seed, backbones.get(spec.backbone))
-    if here == expected:
+    backbone = backbones.get(spec.backbone)
+    here = fingerprint.weights_identity(spec.weights, spec.seed, backbone, built=True)
+    if fingerprint.same_weights(here, expected):
         return
     shown = "; ".join(
         f"{key} {_short(_at(here, key))} here, {_short(_at(expected, key))} in the fingerprint"
