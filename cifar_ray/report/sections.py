@@ -87,8 +87,18 @@ def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
             f" Superclass acc: the share of test images whose predicted class is in their "
             f"true superclass (of {supers}; chance {1 / supers:.3f})."
         )
+    header.append("chosen on validation")
+    for row, (_, m) in zip(rows, ranked, strict=True):
+        row.append(_chosen(m.params))
     warning = [("p", f"Warning: {res['feature_warning']}.")] if res.get("feature_warning") else []
     return [*warning, ("p", note), ("table", header, rows), ("fig", f"{b}-accuracy")]
+
+
+def _chosen(params: dict) -> str:
+    """A model's chosen hyper-parameters (C, alpha, k; the head's best epoch), as text."""
+    shown = {k: v for k, v in params.items() if isinstance(v, int | float | str)}
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in shown.items()) or "n/a"  # fmt: skip
 
 
 def _confusion_blocks(b: str, res: dict, figures: dict) -> list[Block]:
