@@ -16,6 +16,13 @@ bench() { cifar-ray bench --rounds 3 "$@"; }
 bench --whole-job --data-dir "$full" --backbone benchmarks.nearfree:factory --image-size 32 \
   --images 60000 --batch-size 256 --shard-size 1024
 bench --whole-job --data-dir "$data" --image-size 150 --images 3000
+# Your own images: 20,000 JPEGs of 256x256 that the bench writes from the sample, near-free
+# model at 224 px (centre crop), against benchmarks/bare_images.py; then peak memory at
+# 10,000 and 100,000 images (one timed round each: the memory round is the point).
+images() { bench --whole-job --image-files --data-dir "$data" --backbone benchmarks.nearfree:factory \
+  --image-size 224 --batch-size 256 --shard-size 1024 "$@"; }
+images --images 20000
+for n in 10000 100000; do images --images "$n" --rounds 1; done
 # Steady state, after the first actor is up, against the model in a plain process.
 bench --data-dir "$data" --image-size 299 --images 320 --shard-size 64
 bench --data-dir "$data" --image-size 75 --images 4096

@@ -222,6 +222,7 @@ def bench(
     xla: opt.Xla = B.xla,
     rounds: opt.Rounds = B.rounds,
     whole_job: opt.WholeJob = B.whole_job,
+    image_files: opt.ImageFiles = B.image_files,
 ) -> None:
     """Measure extraction against a plain Keras predict; prints one JSON line."""
     from cifar_ray import bench as bench_mod
@@ -231,7 +232,7 @@ def bench(
             data_dir=data_dir, dataset=dataset, backbone=backbone, image_size=image_size,
             images=images,
             batch_size=batch_size, shard_size=shard_size, actors=actors, precision=precision,
-            xla=xla, rounds=rounds, whole_job=whole_job,
+            xla=xla, rounds=rounds, whole_job=whole_job, image_files=image_files,
         )
     )  # fmt: skip
 

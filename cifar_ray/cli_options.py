@@ -66,6 +66,9 @@ BenchShardSize = Annotated[int, typer.Option(help="Images per shard.")]
 Rounds = Annotated[
     int, typer.Option(help="Runs of each side; the best counts, as load comes and goes.")
 ]
+ImageFiles = Annotated[
+    bool, typer.Option(help="With --whole-job: on --images JPEG files written from the data.")
+]
 WholeJob = Annotated[
     bool,
     typer.Option(

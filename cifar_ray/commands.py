@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import replace
 
 from cifar_ray import progress
 from cifar_ray.background import InBackground
 from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig, backbone_names
-from cifar_ray.errors import ExtractionFailed, UserError
+from cifar_ray.errors import ExtractionFailed, StorageError
 from cifar_ray.extract import job
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.source import cifar
@@ -23,7 +22,7 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     """One plan per backbone, all validated before anything is written; then extract each in
     turn. Ray and the first backbone's actors start while the archive is read: the actors'
     TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
-    cfgs = backbone_configs(cfg)
+    cfgs = backbone_configs(cfg, local=local)
     first = next((one for one in cfgs if not _looks_done(one)), None)
     progress.phase(f"reading {cfg.dataset} from {cfg.data_dir or 'the download cache'}")
     if first is None or cfg.data_dir is None:  # a finished store, or a download: as before
@@ -46,32 +45,20 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
         return _extract(cfgs, dataset, local, address, verbose, launched={first.backbone: launched})
 
 
-def backbone_configs(cfg: ExtractConfig) -> list[ExtractConfig]:
+def backbone_configs(cfg: ExtractConfig, local: bool) -> list[ExtractConfig]:
     """One config per backbone. What a user can get wrong without data (the --out URI,
-    unknown backbones, sizes, weights paths) fails here, before Ray starts."""
+    unknown backbones, sizes, weights paths, a --data-dir that is no file or folder, options
+    this machine cannot hold) fails here, before Ray starts."""
+    from cifar_ray.extract import preflight
+    from cifar_ray.source.paths import check_data_dir
+
     Location(cfg.out).check()
     check_data_dir(cfg.data_dir)
     _check_overrides(cfg)
     cfgs = [cfg_for(cfg, name) for name in _each_once(backbone_names(cfg.backbone))]
-    for one in cfgs:
-        job.embedder_spec(one)
+    sizes = [job.embedder_spec(one)[1].image_size for one in cfgs]
+    preflight.check(cfgs, sizes, local=local)
     return cfgs
-
-
-def check_data_dir(data_dir: str | None) -> None:
-    """A --data-dir that is not there or cannot be read is refused by a stat, at once: the
-    read itself overlaps Ray's start, so a typo would otherwise cost Ray's start-up first."""
-    if data_dir is None:
-        return
-    path = os.path.expanduser(data_dir)
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        raise UserError(f"--data-dir {data_dir}: no such file or directory") from None
-    except OSError as exc:
-        raise UserError(f"--data-dir {data_dir}: cannot be read ({exc.strerror})") from None
-    if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
-        raise UserError(f"--data-dir {data_dir}: cannot be read (permission denied)")
 
 
 def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, address: str | None,
@@ -92,15 +79,24 @@ def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, add
             check_out_is_shared(cfgs[0].out)
 
             pixels = ShardPixels(dataset, keep=sum(bool(p.todo) for p in plans) > 1)
-            summaries = [_extract_one(p, pixels, launched.pop(p.cfg.backbone, None))
-                         for p in plans]  # fmt: skip
+            for p in plans:
+                summaries.append(_extract_one(p, pixels, launched.pop(p.cfg.backbone, None)))
+                if summaries[-1].storage_error:  # the next store would be refused the same
+                    break
     else:
         summaries = [job.execute(p, launched=launched.pop(p.cfg.backbone, None)) for p in plans]
     _print_summary(summaries)
     failed = {f"{s.backbone}/{k}": v for s in summaries for k, v in s.failed.items()}
-    if failed:
-        for key, error in sorted(failed.items()):
+    stopped = next((s.storage_error for s in summaries if s.storage_error), None)
+    cut = sorted(k for k, v in failed.items() if v == stopped)  # one reason: said once, below
+    if cut:
+        progress.say(f"{len(cut)} shard(s): {', '.join(cut)}", tag="not published", style="red")
+    for key, error in sorted(failed.items()):
+        if error != stopped:
             progress.say(f"{key}: {error}", tag="failed", style="red")
+    if stopped:
+        raise StorageError(stopped)
+    if failed:
         raise ExtractionFailed(failed)
     return summaries
 
@@ -244,7 +240,7 @@ def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | N
     """One Ray session for extraction and training (each stage's own opens nothing more).
     A re-run whose stores are extracted leaves Ray to the stages: with nothing to train
     either, it starts no Ray at all and writes the report."""
-    cfgs = backbone_configs(xcfg)  # the user's mistakes, before Ray starts
+    cfgs = backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
     done = all(_looks_done(one) for one in cfgs)
     with contextlib.nullcontext() if done else ray_session(local, address, verbose):
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)

@@ -21,6 +21,11 @@ DATASETS = ("cifar10", "cifar100")  # source.cifar.SOURCES holds what each one i
 # for FACTOR x the slowest shard so far (before any: x its warm-up), at least MIN_S, is stuck.
 SHARD_TIMEOUT_FACTOR = 10.0
 SHARD_TIMEOUT_MIN_S = 60.0
+# extract/preflight.py: one batch's activations, estimated per pixel of the resized image
+# (InceptionV3 at 75 px, batch 256: about 2.3 MB an image), may take this share of memory.
+ACTIVATION_BYTES_PER_PIXEL = 400
+BATCH_MEMORY_SHARE = 0.5
+SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds: 0..2**32-1
 
 
 # Decoding images (source/decode.py). Pillow's own limit, Image.MAX_IMAGE_PIXELS: the size
@@ -45,9 +50,22 @@ def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
 
 
 def _check_out(out: str) -> None:
-    """An empty --out would write into the current folder: refused, not guessed."""
+    """An empty --out would write into the current folder, and `/` or the home folder would
+    get `features/`, `samples/`, ... beside everything else there: refused, not guessed."""
     if not out.strip():
         raise UserError("--out is empty; give a folder or an s3:// / gs:// URI")
+    path = absolute(out)
+    if "://" in path:
+        return
+    resolved = Path(path).resolve()
+    if resolved == resolved.parent or resolved == Path.home().resolve():
+        raise UserError(f"--out {out} is a filesystem root or your home folder; give a folder "
+                        "of its own, e.g. ./cifar-ray-out")  # fmt: skip
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= SEED_MAX:
+        raise UserError(f"--seed must be in 0..{SEED_MAX} (NumPy's range), got {seed}")
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,7 @@ class ExtractConfig:
             object.__setattr__(self, name, absolute(getattr(self, name)))
         object.__setattr__(self, "weights", absolute(self.weights, WEIGHTS_KEYWORDS))
         check_dataset(self.dataset)
+        check_seed(self.seed)
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"--limit must be a positive number of images, got {self.limit}")
         if self.batch_size < 0:
@@ -121,6 +140,7 @@ class TrainConfig:
         _check_out(self.out)
         for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
+        check_seed(self.seed)
         if self.pixel_epochs <= 0:
             raise UserError(f"--pixel-epochs must be positive, got {self.pixel_epochs}")
         if not 0 < self.val_fraction < 1:
@@ -151,9 +171,13 @@ class BenchConfig:
     seed: int = ExtractConfig.seed
     rounds: int = 2  # each side runs this many times; the best counts (load on a shared box)
     whole_job: bool = False  # `cifar-ray extract --local` against benchmarks/bare.py, start to end
+    image_files: bool = False  # whole job on JPEG files written from the data, not its archive
 
     def __post_init__(self) -> None:
         check_dataset(self.dataset)
+        check_seed(self.seed)
+        if self.image_files and not self.whole_job:
+            raise UserError("--image-files times the whole job: add --whole-job")
         if self.images <= 0 or self.rounds <= 0:
             raise UserError(
                 f"--images and --rounds must be positive, got {self.images} and {self.rounds}"

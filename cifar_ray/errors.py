@@ -17,6 +17,11 @@ class StorageError(Exception):
     overwrites anything. The message is one line naming the path and the reason."""
 
 
+class StorageRefused(StorageError):
+    """A write refused for a reason no retry changes (no space left, a read-only filesystem,
+    permission denied): every shard would fail the same way, so the job stops at once."""
+
+
 class ExtractionFailed(Exception):
     """Some shards could not be computed after all retries; the others were published."""
 

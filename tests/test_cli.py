@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -73,10 +74,13 @@ def _bad_input_cases(tmp_path, archive):
     truncated.write_bytes(archive.read_bytes()[:4000])
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
     not_weights = tmp_path / "weights.h5"
     not_weights.write_bytes(b"not hdf5")
     return {
         "missing data path": (["--data-dir", tmp_path / "nope"], "no such file"),
+        "data path a FIFO": (["--data-dir", fifo], "is a FIFO (named pipe), not a file or folder"),
         "truncated archive": (["--data-dir", truncated], "truncated or corrupt archive"),
         "corrupt pickle": (["--data-dir", corrupt], "test_batch: corrupt pickle"),
         "limit zero": (["--limit", "0"], "--limit must be a positive"),

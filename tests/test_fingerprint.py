@@ -115,7 +115,7 @@ def test_weights_a_factory_declares_are_covered(module_dir, tmp_path, monkeypatc
 def test_a_weights_file_is_its_bytes_not_its_path(tmp_path):
     """A byte-identical copy at another path is the same weights; a store fingerprinted when
     files were named by their path resumes under its own fingerprint."""
-    from cifar_ray.extract import job
+    from cifar_ray.extract import claim
 
     original, copy = tmp_path / "a" / "w.h5", tmp_path / "b" / "other-name.h5"
     for path in (original, copy):
@@ -127,10 +127,10 @@ def test_a_weights_file_is_its_bytes_not_its_path(tmp_path):
     fields = {"backbone": "inceptionv3", "image_size": 75, "weights": here}
     old = {**fields, "weights": {**here, "name": "w.h5"}}  # as stores recorded it before
     existing = {**old, "id": fingerprint.fingerprint_id(old)}
-    assert job._same_weights(existing, fields) == old  # resumes as it was made
+    assert claim._same_weights(existing, fields) == old  # resumes as it was made
     other = {**fields, "weights": {**here, "sha256": "0" * 64}}
-    assert job._same_weights(existing, other) is None  # other bytes: refused as before
-    assert job._same_weights(existing, {**fields, "image_size": 99}) is None
+    assert claim._same_weights(existing, other) is None  # other bytes: refused as before
+    assert claim._same_weights(existing, {**fields, "image_size": 99}) is None
 
 
 def test_declared_names_resolve_under_keras_home_and_hashes_are_taken_as_given(

@@ -52,6 +52,7 @@ class FakeCluster:
     submitted: list = field(default_factory=list)  # (actor, shard, when)
     tickets: list = field(default_factory=list)
     violations: list = field(default_factory=list)
+    abandoned: list = field(default_factory=list)  # tickets the scheduler will never read
     _ids: itertools.count = field(default_factory=itertools.count)
 
     def clock(self) -> float:
@@ -132,6 +133,9 @@ class FakeCluster:
     def kill(self, actor) -> None:
         if not actor.dead:
             self._die(actor)
+
+    def abandon(self, tickets) -> None:
+        self.abandoned.extend(tickets)
 
 
 def _shards(n: int, split: str = "train") -> list[Shard]:
@@ -327,7 +331,7 @@ def test_a_stuck_actor_is_killed_replaced_and_its_shard_retried_with_one_line(ca
     dog = Watchdog(floor_s=5.0, factor=2.0)
     pool, results = _run(cluster, _shards(6), in_flight=1, watchdog=dog)
     assert _keys(results) == sorted(s.key for s in _shards(6)) and not results.failed
-    assert results.stuck == 1 and pool.replaced == 1
+    assert results.stuck == 1 and pool.replaced == 1 and len(cluster.abandoned) == 1
     first, second = cluster.actors
     assert first.dead and ("train-00003", "n1", second.id) in results.records
     said = [r.getMessage() for r in caplog.records if "stuck" in r.getMessage()]

@@ -7,7 +7,8 @@ plain-process way counting; the pipeline as the real extraction on an embedded R
 side's best round counts.
 
 `--whole-job` (`bench.whole_job`): the user's wait, start to end: `cifar-ray extract --local`
-as a fresh process against benchmarks/bare.py, in turns.
+as a fresh process against benchmarks/bare.py, in turns; with `--image-files`, on JPEG files
+the bench writes (`bench.image_folder`), against benchmarks/bare_images.py.
 """
 
 from __future__ import annotations

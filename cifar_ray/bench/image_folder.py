@@ -5,14 +5,20 @@ same bytes."""
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from cifar_ray.source.cifar import Dataset
+from cifar_ray.source.decode import cpu_count
+
 EXTENSIONS = {"png": "png", "jpeg": "jpg"}
 JPEG_QUALITY = 90  # what cameras and img2dataset write (img2dataset's default is 95)
+BENCH_SIZE = 256  # the bench's JPEGs: about the size of a web photo's thumbnail, ~17 KB
+TEST_SHARE = 6  # one image in six goes to test/, as in CIFAR-10
 
 
 @dataclass
@@ -54,9 +60,11 @@ def write_folder_tree(
     size: int | None = None,
 ) -> Written:
     """ROOT/<split>/<class>/<n>.<ext> ("split") or ROOT/<class>/<split>-<n>.<ext> ("flat"):
-    the layouts of Keras' image_dataset_from_directory and torchvision's ImageFolder."""
+    the layouts of Keras' image_dataset_from_directory and torchvision's ImageFolder. Encoded
+    in a thread pool (Pillow releases the GIL): 100,000 JPEGs take minutes, not tens."""
     root, ext = Path(root), EXTENSIONS[fmt]
     written = Written(tuple(classes))
+    jobs = []
     for split, (images, labels) in splits.items():
         for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
             cls = classes[int(label)]
@@ -65,12 +73,25 @@ def write_folder_tree(
                 if layout == "split"
                 else f"{cls}/{split}-{i:06d}.{ext}"
             )
-            path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(encode(pixels, fmt, size))
-            written.files.append(path)
+            written.files.append(root / rel)
             written.add(rel, split, label)
+            jobs.append((root / rel, pixels))
+    for folder in {path.parent for path, _ in jobs}:
+        folder.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(cpu_count()) as pool:
+        list(pool.map(lambda job: job[0].write_bytes(encode(job[1], fmt, size)), jobs))
     return written
+
+
+def write_bench_jpegs(root: Path, data: Dataset, n: int) -> Written:
+    """n JPEGs of BENCH_SIZE px in ROOT/train|test/<class>/, from `data`'s photos (train,
+    then test) upscaled, cycled and mirrored as needed; one in TEST_SHARE goes to test/."""
+    images = np.concatenate([s.images for s in data.splits.values()])
+    labels = np.concatenate([s.labels for s in data.splits.values()])
+    images, labels = repeated(images, labels, n)
+    cut = n - n // TEST_SHARE
+    parts = {"train": (images[:cut], labels[:cut]), "test": (images[cut:], labels[cut:])}
+    return write_folder_tree(root, parts, data.classes, "jpeg", "split", BENCH_SIZE)
 
 
 def repeated(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,22 +8,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
-from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cifar_ray import progress, ray_runtime
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
-from cifar_ray.errors import UserError, first_line
+from cifar_ray.errors import StorageRefused, UserError, first_line
+from cifar_ray.extract import preflight
 from cifar_ray.extract.pool import ElasticPool
-from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
+from cifar_ray.extract.ray_errors import death, task_reason
+from cifar_ray.extract.scheduler import (
+    ActorDied,
+    PoolShape,
+    Scheduler,
+    StoreFailed,
+    TaskFailed,
+    shape_for,
+)  # fmt: skip
 from cifar_ray.extract.watchdog import Watchdog
 from cifar_ray.extract.worker import ShardWorker
 from cifar_ray.source.cifar import Dataset
@@ -79,6 +87,7 @@ class RayBackend:
         self.worker = ray.remote(_RayShardWorker)
         self.pixels: ShardPixels | None = None
         self._metadata = None  # the plan's file metadata, in the object store once
+        self.abandoned: list = []  # tickets the scheduler will not read (see drain)
 
     def set_work(self, metadata: dict, pixels: ShardPixels) -> None:
         """What shards need, known once the dataset is read (the actors may be up already)."""
@@ -118,12 +127,26 @@ class RayBackend:
         try:
             return ray.get(ticket)
         except RayActorError as exc:
-            raise ActorDied(*_death(exc)) from None
+            raise ActorDied(*death(exc)) from None
         except RayTaskError as exc:
-            raise TaskFailed(_task_reason(exc)) from None
+            failed = StoreFailed if isinstance(exc.cause, StorageRefused) else TaskFailed
+            raise failed(task_reason(exc)) from None
 
     def kill(self, actor) -> None:
         ray.kill(actor, no_restart=True)
+
+    def abandon(self, tickets: list) -> None:
+        self.abandoned.extend(tickets)
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Read what the scheduler abandoned once its actors are killed, so that Ray does not
+        print their errors (a killed or stopped call) as an unhandled error's traceback."""
+        if self.abandoned:
+            done, _ = ray.wait(self.abandoned, num_returns=len(self.abandoned), timeout=timeout)
+            for ticket in done:
+                with contextlib.suppress(Exception):
+                    ray.get(ticket)
+        self.abandoned = []
 
     def embedding(self, actors: list, timeout: float = 0.5) -> int:
         """Images the actors have embedded in shards still in flight (an actor that does not
@@ -166,6 +189,7 @@ class Outcome:
     actors_replaced: int = 0
     actors_retired: int = 0  # CPU actors that GPU actors took over from
     actors: list[dict] = field(default_factory=list)  # each actor that came up: node, GPUs
+    stopped: str | None = None  # the store refused a write: the job stopped there
 
 
 @dataclass
@@ -185,6 +209,7 @@ class Launch:
 
     def shutdown(self) -> None:
         self.pool.shutdown()
+        self.backend.drain()
         if self.requested:
             _request_bundles([])  # the request persists until replaced: give it back
 
@@ -193,6 +218,7 @@ def launch(spec: EmbedderSpec, loc: Location, startup: dict, *, actors: int | No
            gpus_per_actor: float, in_flight: int) -> Launch:  # fmt: skip
     """Ask for the actors now; their start-up errors surface when the pool is polled."""
     backend = RayBackend(spec, loc, startup, actors, gpus_per_actor, in_flight)
+    preflight.warn_unplaceable(actors, ray.cluster_resources(), gpus_per_actor)
     requested = request_actors(actors, gpus_per_actor)
     try:
         pool = ElasticPool(backend)
@@ -258,6 +284,7 @@ def run(
         records=results.records, failed=results.failed, seconds=time.monotonic() - started,
         first_shard_s=at(results.first_shard_at), pool_ready_s=at(pool.first_ready_at) or 0.0,
         actors_replaced=pool.replaced, actors_retired=pool.retired, actors=pool.started,
+        stopped=results.stopped,
     )  # fmt: skip
 
 
@@ -286,29 +313,6 @@ def _request_bundles(bundles: list[dict]) -> None:
         request_resources(bundles=bundles)
     except Exception as exc:  # a hint only: a cluster without an autoscaler must still run
         log.warning("could not ask the autoscaler for resources: %s", exc)
-
-
-def _death(exc: RayActorError) -> tuple[str, str | None]:
-    """Why an actor's process died, and its node's address, from Ray's several-line message:
-    its "key: value" lines hold the address, the first other line after them the reason."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    fields = dict(ln.split(": ", 1) for ln in lines[1:] if re.match(r"^[a-z_]+: ", ln))
-    others = [ln for ln in lines[1:] if not re.match(r"^[a-z_]+: ", ln)]
-    if lines and lines[0] == ActorDiedError.BASE_ERROR_MSG and others:
-        reason = first_line(others[0].split(" Some common causes")[0])
-    else:
-        reason = _task_reason(exc)
-    return reason, fields.get("ip")
-
-
-def _task_reason(exc: BaseException) -> str:
-    """Ray wraps what the actor raised: the cause's own message where Ray kept the exception,
-    else the last line of Ray's traceback text (the line that names the exception)."""
-    cause = getattr(exc, "cause", None)
-    if cause is not None:
-        return first_line(cause, typed=False)
-    lines = str(exc).strip().splitlines()
-    return first_line(lines[-1]) if lines else type(exc).__name__
 
 
 class ShardPixels:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from cifar_ray.config import ExtractConfig
 from cifar_ray.embed import backbones, fingerprint, weights_cache
 from cifar_ray.embed.embedder import EmbedderSpec
-from cifar_ray.errors import UserError
+from cifar_ray.errors import StorageError, UserError
+from cifar_ray.extract.claim import check_fingerprint
 from cifar_ray.source import cifar
 from cifar_ray.store import locations, quality, samples
 from cifar_ray.store.features import FeatureStore
@@ -83,7 +84,7 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
         backbone=backbone, weights=fingerprint.weights_identity(cfg.weights, cfg.seed, backbone),
         image_size=size, precision=cfg.precision, xla=cfg.xla, split_sizes=sizes,
     )  # fmt: skip
-    fields, fid = _check_fingerprint(store, fields, cfg.overwrite)
+    fields, fid = check_fingerprint(store, fields, cfg.overwrite)
     n = sum(sizes.values())
     _check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
     removed = locations.remove_temporaries(loc, store.dir)
@@ -154,48 +155,6 @@ def _needs_work(store: FeatureStore, shard: Shard, fid: str) -> bool:
     return problem is not None
 
 
-def _check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tuple[dict, str]:
-    """The fingerprint this run writes under: the store's own, or a refusal, or (with
-    --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
-    before anything is deleted."""
-    fid = fingerprint.fingerprint_id(fields)
-    _, existing = store.read_claim(replacing=overwrite)  # corrupt + --overwrite: {}
-    if existing is None or existing.get("id") == fid:
-        return fields, fid
-    legacy = _legacy(store, existing, fields) or _same_weights(existing, fields)
-    if legacy:
-        return legacy, existing["id"]
-    if overwrite:  # replaced when this run has published (execute's cleanup), not before:
-        return fields, fid  # a later backbone's error, or an actor that cannot start, keeps it
-    differs = sorted(k for k in fields if existing.get(k) != fields[k])
-    raise UserError(
-        f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
-        "use --overwrite to replace them or another --out"
-    )
-
-
-def _same_weights(existing: dict, fields: dict) -> dict | None:
-    """The same settings with the same weights named differently (a weights file copied to
-    another path, or made before files were known by their bytes alone): the store resumes
-    under its own fingerprint."""
-    mine = {**fields, "weights": existing.get("weights")}
-    if existing.get("id") != fingerprint.fingerprint_id(mine):
-        return None
-    return (
-        mine if fingerprint.same_weights(existing.get("weights") or {}, fields["weights"]) else None
-    )
-
-
-def _legacy(store: FeatureStore, existing: dict, fields: dict) -> dict | None:
-    """A store made before split sizes were in the fingerprint, with these settings and
-    (by its manifest) these split sizes: it resumes under its own fingerprint."""
-    old = {k: v for k, v in fields.items() if k != "split_sizes"}
-    if "split_sizes" in existing or existing.get("id") != fingerprint.fingerprint_id(old):
-        return None
-    manifest = store.read_manifest() or {}
-    return old if manifest.get("split_sizes") == fields["split_sizes"] else None
-
-
 @dataclass
 class ExtractionSummary:
     backbone: str
@@ -209,6 +168,7 @@ class ExtractionSummary:
     steady_images_per_s: float = 0.0  # after actors are up: what the pipeline sustains
     failed: dict[str, str] = field(default_factory=dict)
     actors_replaced: int = 0
+    storage_error: str | None = None  # the store refused a write: the run stopped there
     warning: str | None = None  # degenerate features (store/quality.py)
 
 
@@ -229,13 +189,13 @@ def execute(
     if p.todo:
         from cifar_ray.extract import distributor  # Ray is imported only when there is work for it
 
-        claimed = []
+        done: list[ShardRecord] = []
 
         def published(record: ShardRecord) -> None:
-            if not claimed:  # the store is claimed by the first result, not before
+            done.append(record)
+            if len(done) == 1:  # the store is claimed by the first result, not before
                 write_manifest(p, None)  # the plan: `inspect` and `train` name missing shards
                 p.store.write_fingerprint(p.fingerprint_id, p.fingerprint)
-                claimed.append(True)
             on_shard(record)
 
         try:
@@ -246,11 +206,14 @@ def execute(
                 shard_timeout=p.cfg.shard_timeout, on_shard=published,
                 pixels=pixels, launched=launched, on_embedding=on_embedding,
             )  # fmt: skip
+        except StorageError as exc:  # the store failed the driver: what was published stands
+            outcome = _stopped(p, done, exc)
         except BaseException:  # interrupted or failed: still leave only the result behind
             with contextlib.suppress(Exception):
                 _clean(p)
             raise
-        _clean(p)
+        with contextlib.suppress(Exception) if outcome.stopped else contextlib.nullcontext():
+            _clean(p)  # a store that refused writes may refuse this too: the summary comes first
     seconds = time.perf_counter() - started
     images = sum(r.rows for r in outcome.records) if outcome else 0
     summary = ExtractionSummary(
@@ -261,10 +224,25 @@ def execute(
         steady_images_per_s=_steady_rate(images, outcome),
         failed=outcome.failed if outcome else {},
         actors_replaced=outcome.actors_replaced if outcome else 0,
+        storage_error=outcome.stopped if outcome else None,
     )  # fmt: skip
-    written = write_manifest(p, summary)
-    write_preview(p)
+    try:
+        written = write_manifest(p, summary)
+        write_preview(p)
+    except StorageError as exc:  # what was published stands: its records certify it
+        summary.storage_error = summary.storage_error or str(exc)
+        return summary
     return replace(summary, warning=quality.degenerate(written["shards"]))
+
+
+def _stopped(p: ExtractionPlan, done: list[ShardRecord], exc: StorageError):
+    """What the run did before the store refused a write of the driver's own: every shard it
+    had not published is named with the reason."""
+    from cifar_ray.extract import distributor
+
+    published = {r.key for r in done}
+    failed = {s.key: str(exc) for s in p.todo if s.key not in published}
+    return distributor.Outcome(records=done, failed=failed, stopped=str(exc))
 
 
 def _clean(p: ExtractionPlan) -> None:

@@ -58,6 +58,11 @@ class TaskFailed(Exception):
     """The call raised inside a live actor."""
 
 
+class StoreFailed(TaskFailed):
+    """The call could not write to the store for a reason no retry changes (a full disk, a
+    read-only filesystem): every other shard would fail the same way."""
+
+
 class NoActorCouldStart(Exception):
     """Every actor the job started failed to start, and none is up: waiting would never end."""
 
@@ -93,6 +98,9 @@ class Backend(Protocol):
 
     def kill(self, actor: Actor) -> None: ...
 
+    def abandon(self, tickets: list[Ticket]) -> None:
+        """Tickets the scheduler will not read (their actor was stuck, or the job stopped)."""
+
 
 @dataclass
 class Results:
@@ -100,6 +108,7 @@ class Results:
     failed: dict[str, str] = field(default_factory=dict)
     first_shard_at: float | None = None  # clock() when the first shard came back
     stuck: int = 0  # actors the watchdog killed
+    stopped: str | None = None  # why the job stopped early: the store refused a write
 
 
 class Scheduler:
@@ -180,6 +189,11 @@ class Scheduler:
             self.pool.lost(actor)
             self._retry(shard, f"actor died: {exc}")
             return
+        except StoreFailed as exc:  # stop: what is in flight is cut short, nothing more starts
+            self.results.stopped = str(exc)
+            self.results.failed[shard.key] = str(exc)
+            self._fail_all(str(exc), say=False)  # the command's last line says it
+            return
         except TaskFailed as exc:
             self.watchdog.answered(actor, self.clock(), ok=False)
             self._retry(shard, str(exc))
@@ -209,6 +223,7 @@ class Scheduler:
     def _cancel(self, actor, quiet: float, bound: float) -> None:
         where = self.pool.where(actor)
         held = [t for t, (a, _) in self.running.items() if a is actor]
+        self.backend.abandon(held)
         shards = [self.running.pop(t)[1] for t in held]
         for t in held:
             self.sent_at.pop(t, None)
@@ -229,9 +244,11 @@ class Scheduler:
             log.warning("retrying shard %s (%s)", shard.key, error)
             self.queue.append(shard)
 
-    def _fail_all(self, error: str) -> None:
+    def _fail_all(self, error: str, say: bool = True) -> None:
         """Nothing can run the shards still to do: each is named with the reason."""
-        log.error("%s", error)
+        if say:
+            log.error("%s", error)
+        self.backend.abandon(list(self.running))
         for _, shard in self.running.values():
             self.results.failed[shard.key] = error
         for shard in self.queue:

@@ -14,6 +14,7 @@ import numpy as np
 from cifar_ray.errors import UserError, first_line
 from cifar_ray.source import safe_pickle
 from cifar_ray.source.archive import read_members
+from cifar_ray.source.paths import check_data_dir
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -176,23 +177,21 @@ def download(src: Source = CIFAR10) -> Path:
     configure_tensorflow()
     import keras
 
-    lock = keras_home() / "datasets" / src.archive.replace(".tar.gz", ".lock")
-    with file_lock(lock):  # get_file has no lock
+    with file_lock(lock := keras_home() / "datasets" / src.archive.replace(".tar.gz", ".lock")):
         try:
             path = keras.utils.get_file(
                 src.archive, origin=src.url, file_hash=src.md5, cache_subdir="datasets",
             )  # fmt: skip
-        except Exception as exc:  # get_file raises a bare Exception when it cannot download
+        except Exception as exc:  # get_file (no lock of its own) raises a bare Exception
             lock.unlink(missing_ok=True)  # nothing was cached: leave nothing behind
-            reason = first_line(exc, 160, typed=False)
-            raise UserError(f"cannot download {src.title} ({reason}); pass --data-dir") from None
+            why = f"cannot download {src.title} ({first_line(exc, 160, typed=False)})"
+            raise UserError(f"{why}; pass --data-dir") from None
     return Path(path)
 
 
 def _open_source(data_dir: str | None, src: Source = CIFAR10) -> tuple[Callable[[str], bytes], str]:
+    check_data_dir(data_dir)  # missing, a FIFO or device, unreadable: named, not read
     path = download(src) if data_dir is None else Path(data_dir).expanduser()
-    if not path.exists():
-        raise UserError(f"{path}: no such file or directory")
     if path.is_file():
         return _archive_reader(path, src), str(path)
     for folder in (path, path / src.batch_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from cifar_ray.errors import StorageError, UserError, first_line
+from cifar_ray.errors import StorageError, StorageRefused, UserError, first_line
 
 TMP_MARK = ".tmp-"
 
@@ -82,11 +83,16 @@ def put_atomic(loc: Location, path: str, data: bytes) -> None:
     On object stores the rename is a copy: see `put_new` for files no reader trusts by name."""
     fs = loc.fs
     parent, _, name = path.rpartition("/")
-    fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
-    with fs.open_output_stream(tmp) as out:
-        out.write(data)
-    fs.move(tmp, path)
+    try:
+        fs.create_dir(parent, recursive=True)
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        fs.move(tmp, path)
+    except OSError as exc:  # a full disk must not leave its temporary behind
+        with contextlib.suppress(OSError):
+            fs.delete_file(tmp)
+        raise write_error(path, exc) from None
 
 
 def put_new(loc: Location, path: str, data: bytes) -> None:
@@ -97,8 +103,22 @@ def put_new(loc: Location, path: str, data: bytes) -> None:
     if loc.is_local:
         put_atomic(loc, path, data)
         return
-    with loc.fs.open_output_stream(path) as out:
-        out.write(data)
+    try:
+        with loc.fs.open_output_stream(path) as out:
+            out.write(data)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+
+
+# What no retry changes: the disk or quota is full, the filesystem is read-only, access denied.
+REFUSED = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def write_error(path: str, exc: OSError) -> StorageError:
+    """One line: the path and what storage said; StorageRefused where a retry cannot help."""
+    reason = os.strerror(exc.errno) if exc.errno else first_line(exc, 300, typed=False)
+    kind = StorageRefused if exc.errno in REFUSED else StorageError
+    return kind(f"cannot write {path}: {reason}")
 
 
 def get_bytes(loc: Location, path: str) -> bytes | None:
@@ -165,6 +185,9 @@ def check_writable(loc: Location, folder: str, need_bytes: int) -> None:
     try:
         put_atomic(loc, f"{folder}/.write-probe", b"ok")
         loc.fs.delete_file(f"{folder}/.write-probe")
+    except StorageError as exc:  # "cannot write <probe>: <reason>"
+        reason = str(exc).rpartition(": ")[2]
+        raise UserError(f"--out {loc.uri}: cannot write there ({reason})") from None
     except Exception as exc:
         reason = getattr(exc, "strerror", None) or first_line(exc, typed=False)
         raise UserError(f"--out {loc.uri}: cannot write there ({reason})") from None

@@ -53,6 +53,8 @@ def prepare(cfg: TrainConfig) -> TrainingPlan:
         if res and res.get("split_sizes") and (found := reuse.pixel_models(res, cfg)):
             pixel_models.setdefault(_split_key(res, res["split_sizes"]), found)
     loaded = {name: latents.load(loc, name) for name in names if name not in kept}
+    for folder in (Layout(loc).models_dir(), Layout(loc).train_runs()) if loaded else ():
+        locations.check_writable(loc, folder, need_bytes=0)  # before Ray: one line, not 46 s
     todo = {k: lat for k, lat in loaded.items() if _lat_key(lat) not in pixel_models}
     pixels = pixel_inputs(cfg, todo) if cfg.pixel_baselines else {}
     return TrainingPlan(cfg, loc, loaded, pixels, kept, pixel_models)
