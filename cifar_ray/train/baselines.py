@@ -49,7 +49,7 @@ class Grid:
 CANDIDATES: dict[str, tuple[Callable, Grid]] = {
     "logreg": (lambda c: LogisticRegression(C=c, max_iter=300, tol=1e-3),
                Grid("C", (0.01, 0.1, 1.0), 10, 1e-6, 1e3)),
-    "linear_svm": (lambda a: SGDClassifier(loss="hinge", alpha=a, max_iter=50, tol=1e-4,
+    "linear_svm": (lambda a: SGDClassifier(loss="hinge", alpha=a, max_iter=20, tol=1e-3,
                                            random_state=0),
                    Grid("alpha", (1e-5, 1e-4, 1e-3), 10, 1e-8, 1.0)),
     "knn_cosine": (lambda k: KNeighborsClassifier(n_neighbors=k, metric="cosine",
