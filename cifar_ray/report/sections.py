@@ -12,6 +12,7 @@ from cifar_ray.train.results import HEAD, SPLITS, models_of
 Block = tuple  # ("h3", text) | ("p", text) | ("table", header, rows) | ("fig", figure name)
 EXTRACTION_ROWS = ("weights", "image_size", "preprocessing", "versions", "images", "seconds",
                    "images_per_s", "actors_replaced")  # fmt: skip
+CHOSEN = ("C", "alpha", "k", "best_epoch")  # what validation chose, of each model's params
 SECTIONS = {  # HTML id -> heading, in report order
     "accuracy": "Accuracy against the baselines",
     "learning-curves": "Learning curves",
@@ -96,7 +97,7 @@ def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
 
 def _chosen(params: dict) -> str:
     """A model's chosen hyper-parameters (C, alpha, k; the head's best epoch), as text."""
-    shown = {k: v for k, v in params.items() if isinstance(v, int | float | str)}
+    shown = {k: v for k, v in params.items() if k in CHOSEN}
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                      for k, v in shown.items()) or "n/a"  # fmt: skip
 
