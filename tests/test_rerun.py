@@ -128,12 +128,13 @@ def test_pixel_models_of_a_dataset_are_reused_and_up_to_date_stores_kept(tmp_pat
 
 def test_the_report_carries_the_warning_and_the_chosen_values():
     scores = {"train": 1, "val": 1, "test": 1}
+    logreg = {"C": 1000.0, "val_scores": {"1000.0": 1}}
     res = {"backbone": "b", "classes": ["a", "b"], "sizes": {"train": 1},
            "feature_warning": "degenerate features: all near zero (largest |value| 4e-11)",
            "models": {"dense_head": {"kind": "x", "accuracy": scores, "test": {},
                                      "params": {"best_epoch": 3, "run_key": "abc"}},
                       "logreg": {"kind": "baseline", "accuracy": scores, "test": {},
-                                 "params": {"C": 1000.0, "val_scores": {"1000.0": 1}}}}}  # fmt: skip
+                                 "params": logreg}}}  # fmt: skip
     blocks = _accuracy_blocks("b", res, {})
     assert blocks[0] == ("p", "Warning: degenerate features: all near zero (largest |value| "
                               "4e-11).")  # fmt: skip
