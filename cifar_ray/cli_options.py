@@ -92,5 +92,10 @@ IndexKind = Annotated[
 ]
 WithinTrain = Annotated[bool, typer.Option(help="Also find duplicates inside the training set.")]
 AuditAddress = Annotated[
-    str | None, typer.Option("--address", help="Ray cluster: one search task per train block.")
+    str | None,
+    typer.Option("--address", help="Ray cluster: a train split too big for this machine is "
+                 "searched by one Ray task per block."),
+]  # fmt: skip
+FanOut = Annotated[
+    bool, typer.Option(help="With --address: Ray tasks even when train fits this machine.")
 ]

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 from cifar_ray import progress
 from cifar_ray.background import InBackground
-from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig, backbone_names
+from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig
 from cifar_ray.errors import ExtractionFailed, StorageError
-from cifar_ray.extract import job
+from cifar_ray.extract import configs, job
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.source import cifar
 from cifar_ray.store.locations import Location
@@ -22,8 +22,16 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     """One plan per backbone, all validated before anything is written; then extract each in
     turn. Ray and the first backbone's actors start while the archive is read: the actors'
     TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
-    cfgs = backbone_configs(cfg, local=local)
-    first = next((one for one in cfgs if not _looks_done(one)), None)
+    cfgs = configs.backbone_configs(cfg, local=local)
+    from cifar_ray.store import lease
+
+    with lease.held(Location(cfg.out), [job.store_of(one) for one in cfgs]):
+        return _extract_all(cfg, cfgs, local, address, verbose)
+
+
+def _extract_all(cfg: ExtractConfig, cfgs: list[ExtractConfig], local: bool,
+                 address: str | None, verbose: bool) -> list:  # fmt: skip
+    first = next((one for one in cfgs if not configs.looks_done(one)), None)
     progress.phase(f"reading {cfg.dataset} from {cfg.data_dir or 'the download cache'}")
     if first is None or cfg.data_dir is None:  # a finished store, or a download: as before
         return _extract(
@@ -43,22 +51,6 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
             launched.shutdown()
             raise
         return _extract(cfgs, dataset, local, address, verbose, launched={first.backbone: launched})
-
-
-def backbone_configs(cfg: ExtractConfig, local: bool) -> list[ExtractConfig]:
-    """One config per backbone. What a user can get wrong without data (the --out URI,
-    unknown backbones, sizes, weights paths, a --data-dir that is no file or folder, options
-    this machine cannot hold) fails here, before Ray starts."""
-    from cifar_ray.extract import preflight
-    from cifar_ray.source.paths import check_data_dir
-
-    Location(cfg.out).check()
-    check_data_dir(cfg.data_dir)
-    _check_overrides(cfg)
-    cfgs = [cfg_for(cfg, name) for name in _each_once(backbone_names(cfg.backbone))]
-    sizes = [job.embedder_spec(one)[1].image_size for one in cfgs]
-    preflight.check(cfgs, sizes, local=local)
-    return cfgs
 
 
 def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, address: str | None,
@@ -99,51 +91,6 @@ def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, add
     if failed:
         raise ExtractionFailed(failed)
     return summaries
-
-
-def _each_once(names: list[str]) -> list[str]:
-    """`inceptionv3,InceptionV3` names one store: extracted once, under the first spelling.
-    A `module:factory` or `hub:` name is kept as written (its case and underscores matter)."""
-    from cifar_ray.embed import backbones
-
-    first = {}
-    for name in names:
-        first.setdefault(name if ":" in name else backbones.key(name), name)
-    return list(first.values())
-
-
-def _looks_done(cfg: ExtractConfig) -> bool:
-    """A store whose manifest says it is complete most likely has nothing to do: do not start
-    Ray for it ahead of the plan (the plan decides; a wrong guess only costs the overlap)."""
-    from cifar_ray.embed import backbones
-    from cifar_ray.store.features import FeatureStore
-    from cifar_ray.store.layout import store_name
-
-    if cfg.overwrite:
-        return False
-    try:
-        name = store_name(backbones.get(cfg.backbone).name, cfg.dataset)
-        manifest = FeatureStore(Location(cfg.out), name).read_manifest()
-    except Exception:  # unreadable storage: the plan says so, in one line
-        return False
-    return bool(manifest and manifest.get("complete"))
-
-
-def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
-    """One backbone's config, with its own image size where `name=N` gave one."""
-    from cifar_ray.embed import backbones
-
-    overrides = {backbones.key(name): size for name, size in cfg.image_size_overrides}
-    size = overrides.get(backbones.key(backbone), cfg.image_size)
-    return replace(cfg, backbone=backbone, image_size=size, image_size_overrides=())
-
-
-def _check_overrides(cfg: ExtractConfig) -> None:
-    """A typo in `name=N` must not be ignored silently; a known but unused name is fine."""
-    from cifar_ray.embed import backbones
-
-    for name, _ in cfg.image_size_overrides:
-        backbones.get(name)
 
 
 def _extract_one(p: job.ExtractionPlan, pixels, launched=None) -> job.ExtractionSummary:
@@ -240,8 +187,8 @@ def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | N
     """One Ray session for extraction and training (each stage's own opens nothing more).
     A re-run whose stores are extracted leaves Ray to the stages: with nothing to train
     either, it starts no Ray at all and writes the report."""
-    cfgs = backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
-    done = all(_looks_done(one) for one in cfgs)
+    cfgs = configs.backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
+    done = all(configs.looks_done(one) for one in cfgs)
     with contextlib.nullcontext() if done else ray_session(local, address, verbose):
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted

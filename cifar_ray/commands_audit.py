@@ -19,8 +19,9 @@ A = AuditConfig  # every option's default is one of its fields
 
 
 def neighbours(cfg: AuditConfig, *, address: str | None = None, verbose: bool = False) -> dict:
-    """Audit every store named (all under OUT when none is): in this process, or with
-    `address`, the training split searched by Ray tasks where the features are read."""
+    """Audit every store named (all under OUT when none is): in this process, or, joined to
+    the cluster at `address`, a training split too big for this machine's memory (or every
+    one, `--fan-out`) searched by Ray tasks where its blocks are read."""
     from cifar_ray.audit import fanout, pixels
     from cifar_ray.audit.run import audit_store
     from cifar_ray.store import checks
@@ -39,7 +40,7 @@ def neighbours(cfg: AuditConfig, *, address: str | None = None, verbose: bool = 
             stack.enter_context(ray_session(False, address, verbose))
             remote = fanout.ray_searcher(cfg.base_block, cfg.query_block)
         for name in names:
-            with progress.console.status(f"neighbours of {name}"):
+            with progress.status(f"neighbours of {name}"):
                 audits[name] = audit_store(loc, name, cfg, pixels_for, remote)
     _print_audits(audits)
     return audits
@@ -49,11 +50,12 @@ def _print_audits(audits: dict[str, dict]) -> None:
     rows = []
     for name, a in audits.items():
         c, t, index = a["counts"], a["threshold"], a["index"]
+        recall = index.get("recall_at_k") if index["kind"] == "approximate" else None
         rows.append([name, a["sizes"]["test"], c["test_images_with_duplicate"],
                      c["test_pairs"]["exact"], c["test_pairs"]["near"],
                      c["train_pairs"]["exact"] + c["train_pairs"]["near"],
                      f"{t['value']:.4f} ({t['chosen']})", index["kind"],
-                     index.get("recall_at_k"), a["seconds"]])  # fmt: skip
+                     recall, a["seconds"]])  # fmt: skip
     progress.table(
         "near-duplicates (test images with a duplicate in train)",
         ["store", "test", "leaked", "exact pairs", "near pairs", "train pairs", "threshold",
@@ -62,7 +64,7 @@ def _print_audits(audits: dict[str, dict]) -> None:
     )  # fmt: skip
     for name, a in audits.items():
         if not a["exact_duplicates"].startswith("pixel"):
-            progress.console.print(f"{name}: exact duplicates {a['exact_duplicates']}")
+            progress.say(f"exact duplicates {a['exact_duplicates']}", tag=name, style="yellow")
 
 
 def neighbours_command(
@@ -74,10 +76,11 @@ def neighbours_command(
     index: opt.IndexKind = A.index,
     within_train: opt.WithinTrain = A.within_train,
     address: opt.AuditAddress = None,
+    fan_out: opt.FanOut = A.fan_out,
 ) -> None:
     """Nearest training images of every test image, near-duplicates across splits (OUT/index/)."""
     cfg = AuditConfig(
         out=out, backbone=backbone, data_dir=data_dir, k=k, index=index,
-        duplicate_threshold=duplicate_threshold, within_train=within_train,
+        duplicate_threshold=duplicate_threshold, within_train=within_train, fan_out=fan_out,
     )  # fmt: skip
     neighbours(cfg, address=address, verbose=logging.getLogger().level < logging.WARNING)

@@ -25,6 +25,11 @@ SHARD_TIMEOUT_MIN_S = 60.0
 # (InceptionV3 at 75 px, batch 256: about 2.3 MB an image), may take this share of memory.
 ACTIVATION_BYTES_PER_PIXEL = 400
 BATCH_MEMORY_SHARE = 0.5
+# store/lease.py: an extract holds a lease on each store it writes, renewed this often; a run
+# that died without giving it back loses it LEASE_S after its last renewal.
+LEASE_S = 120.0
+LEASE_RENEW_S = 30.0
+LEASE_SETTLE_S = 0.5  # two runs that start together: the last writer keeps the lease
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds: 0..2**32-1
 
 
@@ -199,10 +204,11 @@ class AuditConfig:
     index: str = "auto"  # exact, approximate, or auto (approximate when exact would be slow)
     query_block: int = 4096  # queries searched at once: bounds the similarity block in memory
     base_block: int = 65_536  # training rows per block when the search is split (Ray tasks)
-    nlist: int = 0  # IVF lists; 0: 4 x sqrt(train rows)
+    nlist: int = 0  # IVF lists; 0: sqrt(train rows), so k-means stays cheap at 2048 dims
     nprobe: int = 16  # IVF lists searched per query
     recall_sample: int = 500  # test queries whose approximate result is checked against exact
     within_train: bool = True  # also duplicates inside the training set (a train x train pass)
+    fan_out: bool = False  # with a cluster: Ray tasks even when train fits this machine
 
     def __post_init__(self) -> None:
         _check_out(self.out)

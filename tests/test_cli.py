@@ -15,7 +15,7 @@ from tests.conftest import run_cli, tree_files
 def test_help_lists_subcommands():
     top = run_cli("--help")
     assert top.returncode == 0
-    for name in ("run", "extract", "train", "report", "inspect", "backbones"):
+    for name in ("run", "extract", "train", "report", "inspect", "backbones", "neighbours"):
         assert name in top.stdout
     sub = run_cli("run", "--help")
     assert sub.returncode == 0 and "--image-size" in sub.stdout
@@ -51,6 +51,14 @@ def test_run_local_end_to_end(tmp_path, cifar_archive):
                  "inceptionv3-predictions.png"):  # fmt: skip
         assert (report / name).stat().st_size > 0
     _assert_saved_head_reproduces_test_accuracy(out, models["dense_head"]["accuracy"]["test"])
+    # The audit (issue 23): beside the store, in metrics.json, the comparison and the report.
+    audit = json.loads((out / "index/inceptionv3/audit.json").read_text())
+    assert audit["exact_duplicates"] == "pixel hash"
+    assert audit["sizes"] == {"train": 120, "test": 120}
+    assert (out / "index/inceptionv3/train.faiss").stat().st_size > 0
+    assert metrics["audit"]["inceptionv3"]["threshold"] == audit["threshold"]
+    assert "dense_head (clean)" in metrics["comparison"][0]
+    assert '<section id="audit">' in (report / "report.html").read_text()
 
 
 def _assert_saved_head_reproduces_test_accuracy(out, reported: float) -> None:

@@ -38,6 +38,11 @@ USAGE_ERRORS = {
         (["--epochs", "x"], "'--epochs'"),
         (["--limit"], "'--limit' requires an argument"),
     ],
+    "neighbours": [
+        (["--bogus"], "--bogus"),
+        (["--k", "x"], "'--k'"),
+        (["a", "b"], "unexpected extra argument"),
+    ],
     "inspect": [
         (["--bogus"], "--bogus"),
         (["a", "b"], "unexpected extra argument"),
@@ -209,14 +214,15 @@ def _config_default(command: str, param: str):
     """The dataclass field that holds the default of `command --param`."""
     import dataclasses
 
-    from cifar_ray.config import DEFAULT_OUT, BenchConfig, ExtractConfig, TrainConfig
+    from cifar_ray.config import DEFAULT_OUT, AuditConfig, BenchConfig, ExtractConfig, TrainConfig
 
     if command in ("report", "inspect") and param == "out":
         return DEFAULT_OUT
     if command == "run":
         config = TrainConfig if param in RUN_TRAIN_FIELDS else ExtractConfig
     else:
-        config = {"extract": ExtractConfig, "train": TrainConfig, "bench": BenchConfig}[command]
+        config = {"extract": ExtractConfig, "train": TrainConfig, "bench": BenchConfig,
+                  "neighbours": AuditConfig}[command]  # fmt: skip
     fields = {f.name: f.default for f in dataclasses.fields(config)}
     assert param in fields, f"{command} --{param} is no {config.__name__} field"
     return fields[param]

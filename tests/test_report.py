@@ -21,7 +21,7 @@ from tests import cifar_files
 
 CLASSES = [c.decode() for c in cifar_files.CLASSES]
 SECTION_IDS = {"accuracy", "learning-curves", "confusion", "per-class", "predictions",
-               "embedding", "comparison", "run"}  # fmt: skip
+               "embedding", "audit", "comparison", "run"}  # fmt: skip
 VOID = {"meta", "img", "br", "hr", "link", "input", "source", "col", "area", "base", "wbr"}
 SIZES = {"train": 270, "val": 30, "test": 100}
 

@@ -52,7 +52,9 @@ def _choose(base: np.ndarray, test: np.ndarray, cfg: AuditConfig, budget_s: floa
             n_queries: int) -> tuple[faiss.Index, dict]:  # fmt: skip
     """Exact search timed on a sample of test queries and extrapolated to every query: above
     what extraction took (auto), or when asked, the IVF index instead, its recall@k measured
-    on the same sample against the exact answer."""
+    on the same sample against the exact answer. Auto keeps exact search when IVF was not
+    faster on the sample (on a CPU, exact search runs as a matrix product, several times
+    more work per second than IVF's list scans: measured in benchmarks/README.md)."""
     exact = search.exact_index(base)
     rows = np.random.default_rng(0).permutation(len(test))[: cfg.recall_sample]
     sample = test[np.sort(rows)]
@@ -71,6 +73,9 @@ def _choose(base: np.ndarray, test: np.ndarray, cfg: AuditConfig, budget_s: floa
                 recall_sample=len(sample), k=k,
                 speedup=round(truth.seconds / max(found.seconds, 1e-9), 2))  # fmt: skip
     log.info("approximate index: recall@%d %.3f", k, info["recall_at_k"])
+    if cfg.index == "auto" and info["speedup"] <= 1:
+        info.update(kind="exact", faiss="IndexFlatIP (IVF was not faster on the sample)")
+        return search.exact_index(base), info
     return approx, info
 
 

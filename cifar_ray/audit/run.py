@@ -19,6 +19,8 @@ from cifar_ray.store.locations import Location
 
 log = logging.getLogger(__name__)
 
+MEMORY_SHARE = 0.5  # of available memory the in-process index may take
+
 # A searcher over the training split that is not an index in this process (a Ray fan-out):
 # given the store's latents, it answers (queries, k) -> (similarities, ids).
 RemoteSearch = Callable[[latents.Latents], Searcher]
@@ -32,11 +34,9 @@ def audit_store(loc: Location, store: str, cfg: AuditConfig,
     started = time.perf_counter()
     lat = latents.load(loc, store)
     pixel_source = pixels_for(lat) if pixels_for else None
+    remote = remote if remote is not None and (cfg.fan_out or _too_big(lat)) else None
     folder = IndexFolder(loc, store)
-    settings = {"k": cfg.k, "index": cfg.index, "nlist": cfg.nlist, "nprobe": cfg.nprobe,
-                "recall_sample": cfg.recall_sample, "within_train": cfg.within_train,
-                "remote": remote is not None}  # fmt: skip
-    resumed = folder.claim(fingerprint_of(lat.manifest, lat.files, settings))
+    resumed = folder.claim(fingerprint_of(lat.manifest, lat.files, _settings(cfg, remote)))
     test = search.normalized(lat.features("test"))
     train = search.normalized(lat.features("train")) if remote is None or cfg.within_train else None
     built = _searcher(folder, lat, cfg, test, train, remote)
@@ -57,17 +57,42 @@ def audit_store(loc: Location, store: str, cfg: AuditConfig,
         "index": built.info, "threshold": chosen.to_dict(), "resumed": resumed,
         "exact_duplicates": "pixel hash" if hashed else "unavailable (pixels unreadable): "
                             "near-duplicates only",
-        "counts": duplicates.counts(pairs, len(test)),
-        "leaked_test": summary.leaked(pairs, lat.y["test"]),
-        "knn_agreement": summary.knn_agreement(ids[:, 0] if k else np.full(len(test), -1),
-                                               lat.y["test"], lat.y["train"], len(lat.classes)),
-        "nn_similarity": _histograms(sims, train_nn),
+        **_findings(lat, pairs, (sims, ids), train_nn),
         "examples": summary.examples(folder, pairs, (sims, ids), (lat.y["test"], lat.y["train"]),
                                      pixel_source if hashed else None),
         "seconds": round(time.perf_counter() - started, 3),
     }  # fmt: skip
     folder.write_json(SUMMARY, record)
     return record
+
+
+def _settings(cfg: AuditConfig, remote: RemoteSearch | None) -> dict:
+    """What changes the neighbours (the threshold and the pixels are recomputed each time)."""
+    return {"k": cfg.k, "index": cfg.index, "nlist": cfg.nlist, "nprobe": cfg.nprobe,
+            "recall_sample": cfg.recall_sample, "within_train": cfg.within_train,
+            "remote": remote is not None}  # fmt: skip
+
+
+def _findings(lat: latents.Latents, pairs: duplicates.Pairs, nn: tuple,
+              train_nn: tuple | None) -> dict:  # fmt: skip
+    sims, ids = nn
+    first = ids[:, 0] if ids.shape[1] else np.full(len(ids), -1)
+    return {
+        "counts": duplicates.counts(pairs, len(ids)),
+        "leaked_test": summary.leaked(pairs, lat.y["test"]),
+        "knn_agreement": summary.knn_agreement(first, lat.y["test"], lat.y["train"],
+                                               len(lat.classes)),
+        "nn_similarity": _histograms(sims, train_nn),
+    }  # fmt: skip
+
+
+def _too_big(lat: latents.Latents) -> bool:
+    """The training split, normalised and indexed (two copies), would take more than half of
+    this machine's available memory: search it where it is read, block by block."""
+    import psutil
+
+    need = 2 * len(lat.y["train"]) * lat.dim * 4
+    return need > MEMORY_SHARE * psutil.virtual_memory().available
 
 
 def _searcher(folder: IndexFolder, lat: latents.Latents, cfg: AuditConfig, test: np.ndarray,
@@ -104,8 +129,8 @@ def _exact_pairs(source: pixels.PixelSource | None) -> tuple[dict, bool]:
 def _pairs(test: np.ndarray, train: np.ndarray | None, test_nn: tuple, train_nn: tuple | None,
            value: float, exact: dict) -> duplicates.Pairs:  # fmt: skip
     def cosine(queries: np.ndarray) -> Callable[[int, int], float]:
-        if train is None:  # features of train not held here (remote search): from the pass
-            return lambda q, t: float(test_nn[0][q][test_nn[1][q] == t].max(initial=np.nan))
+        if train is None:  # train's features not held here (remote search): from the pass
+            return lambda q, t: _listed(test_nn, q, t)
         return lambda q, t: float(queries[q] @ train[t])
 
     parts = [duplicates.combine("test", duplicates.near(*test_nn, value), exact.get("test", []),
@@ -114,6 +139,12 @@ def _pairs(test: np.ndarray, train: np.ndarray | None, test_nn: tuple, train_nn:
         parts.append(duplicates.combine("train", duplicates.near(*train_nn, value),
                                         exact.get("train", []), cosine(train)))  # fmt: skip
     return duplicates.concat(*parts)
+
+
+def _listed(nn: tuple[np.ndarray, np.ndarray], q: int, t: int) -> float:
+    """t's similarity among q's neighbours; NaN when t is not among them."""
+    found = nn[0][q][nn[1][q] == t]
+    return float(found.max()) if found.size else float("nan")
 
 
 def _neighbours_table(lat: latents.Latents, sims: np.ndarray, ids: np.ndarray) -> pa.Table:

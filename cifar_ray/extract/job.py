@@ -87,13 +87,15 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     fields, fid = check_fingerprint(store, fields, cfg.overwrite)
     n = sum(sizes.values())
     _check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
-    removed = locations.remove_temporaries(loc, store.dir)
     shards = plan(sizes, cfg.shard_size)
+    # Every record and data file is read before anything is deleted: a storage error on any
+    # of them stops planning with the store as it was.
+    todo = [s for s in shards if _needs_work(store, s, fid)]
+    removed = locations.remove_temporaries(loc, store.dir)
     strays = store.remove_strays(shards)  # no attempt runs yet: losers of earlier runs go
     if strays:
         log.warning("removed %d stray files (uncommitted attempts, shards outside the plan)",
                     len(strays))  # fmt: skip
-    todo = [s for s in shards if _needs_work(store, s, fid)]
     return ExtractionPlan(
         cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed, len(strays)
     )
@@ -113,6 +115,11 @@ def embedder_spec(cfg: ExtractConfig) -> tuple[backbones.Backbone, EmbedderSpec]
         cfg.batch_size, precision=cfg.precision, xla=cfg.xla,
     )  # fmt: skip
     return backbone, spec
+
+
+def store_of(cfg: ExtractConfig) -> str:
+    """The store `cfg` writes, known without the data (the dataset's name is in `cfg`)."""
+    return store_name(backbones.get(cfg.backbone).name, cfg.dataset)
 
 
 def launch(cfg: ExtractConfig) -> distributor.Launch:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cifar_ray.report.plots import RIGHT, WRONG, _figure, _png
+from cifar_ray.report.plots import WRONG, _figure, _png
 
 PAIRS_PER_ROW = 4
 
@@ -92,7 +92,10 @@ def agreement(scores: list[float | None], classes: list[str], title: str) -> byt
     """Per class, the share of test images whose nearest training image has their label."""
     values = np.array([np.nan if s is None else s for s in scores], dtype=float)
     fig, ax = _figure(figsize=(8.5, 0.9 + 0.26 * len(classes)))
-    ax.barh(range(len(classes)), values, color=[RIGHT if v >= 0.5 else WRONG for v in values])
+    ax.barh(range(len(classes)), values, color="#1565c0")
+    chance = 1 / len(classes)
+    ax.axvline(chance, color=WRONG, linestyle="--", label=f"chance {chance:.2f}")
+    ax.legend(fontsize=8, loc="lower right")
     ax.set(yticks=range(len(classes)), xlim=(0, 1.08), title=title,
            xlabel="share of test images whose nearest training image has their label")  # fmt: skip
     ax.set_yticklabels(classes, fontsize=8 if len(classes) <= 20 else 5)

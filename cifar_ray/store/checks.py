@@ -60,8 +60,15 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
         "fingerprint": fid,
         "strays": store.strays(shards),
         "warning": quality.degenerate(manifest.get("shards") or []),
+        "temporaries": _temporaries(store),
     }
     return counts, problems
+
+
+def _temporaries(store: FeatureStore) -> list[str]:
+    """Left by a write that was interrupted (the next extract removes them)."""
+    files = locations.list_files(store.loc, store.dir)
+    return [p for p in files if locations.TMP_MARK in p.rpartition("/")[2]]
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class StoreCheck:
     """One backbone's store as `inspect` found it."""
 
     backbone: str
-    counts: dict  # shards, published, rows, planned_rows, dim, fingerprint, strays (`check`)
+    counts: dict  # shards, published, rows, planned_rows, dim, fingerprint, strays, temporaries
     problems: list[str]
 
     @property
