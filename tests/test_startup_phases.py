@@ -34,3 +34,24 @@ def test_the_bar_adds_batches_in_flight_never_goes_back_or_past_the_total():
     bar.embedding(0)  # ...and no longer in flight: the bar does not drop back
     bar.embedding(50)
     assert shown == [30, 94, 94, 100]
+
+
+def test_the_watch_reports_the_ready_actors_images_and_stops():
+    from cifar_ray.extract.embedding_watch import EmbeddingWatch
+
+    class Backend:
+        def embedding(self, actors: list) -> int:
+            if not actors:
+                raise RuntimeError("Ray is shutting down")  # a failed ask shows nothing
+            return 7 * len(actors)
+
+    class Pool:
+        ready = ["a", "b"]
+
+    seen = []
+    watch = EmbeddingWatch(Backend(), Pool(), seen.append, every_s=0.01)
+    while not seen:
+        watch.stop.wait(0.01)
+    Pool.ready = []
+    watch.close()
+    assert set(seen) == {14} and not watch.thread.is_alive()
