@@ -46,12 +46,13 @@ def test_the_watch_reports_the_ready_actors_images_and_stops():
             return 7 * len(actors)
 
     class Pool:
-        ready = ["a", "b"]
+        def __init__(self) -> None:
+            self.ready = ["a", "b"]
 
-    seen = []
-    watch = EmbeddingWatch(Backend(), Pool(), seen.append, every_s=0.01)
+    seen, pool = [], Pool()
+    watch = EmbeddingWatch(Backend(), pool, seen.append, every_s=0.01)
     while not seen:
         watch.stop.wait(0.01)
-    Pool.ready = []
+    pool.ready = []
     watch.close()
     assert set(seen) == {14} and not watch.thread.is_alive()
