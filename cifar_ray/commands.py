@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 from dataclasses import replace
 
 from cifar_ray import progress
 from cifar_ray.background import InBackground
-from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig, backbone_names
-from cifar_ray.errors import ExtractionFailed, StorageError, UserError
-from cifar_ray.extract import job
+from cifar_ray.config import AuditConfig, ExtractConfig, TrainConfig
+from cifar_ray.errors import ExtractionFailed, StorageError
+from cifar_ray.extract import configs, job
 from cifar_ray.ray_runtime import ray_session
 from cifar_ray.source import cifar
 from cifar_ray.store.locations import Location
@@ -22,8 +22,16 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
     """One plan per backbone, all validated before anything is written; then extract each in
     turn. Ray and the first backbone's actors start while the archive is read: the actors'
     TensorFlow import and model build, Ray's start and the read overlap instead of adding up."""
-    cfgs = backbone_configs(cfg, local=local)
-    first = next((one for one in cfgs if not _looks_done(one)), None)
+    cfgs = configs.backbone_configs(cfg, local=local)
+    from cifar_ray.store import lease
+
+    with lease.held(Location(cfg.out), [job.store_of(one) for one in cfgs]):
+        return _extract_all(cfg, cfgs, local, address, verbose)
+
+
+def _extract_all(cfg: ExtractConfig, cfgs: list[ExtractConfig], local: bool,
+                 address: str | None, verbose: bool) -> list:  # fmt: skip
+    first = next((one for one in cfgs if not configs.looks_done(one)), None)
     progress.phase(f"reading {cfg.dataset} from {cfg.data_dir or 'the download cache'}")
     if first is None or cfg.data_dir is None:  # a finished store, or a download: as before
         return _extract(
@@ -43,38 +51,6 @@ def extract(cfg: ExtractConfig, *, local: bool, address: str | None, verbose: bo
             launched.shutdown()
             raise
         return _extract(cfgs, dataset, local, address, verbose, launched={first.backbone: launched})
-
-
-def backbone_configs(cfg: ExtractConfig, local: bool) -> list[ExtractConfig]:
-    """One config per backbone. What a user can get wrong without data (the --out URI,
-    unknown backbones, sizes, weights paths, a --data-dir that is no file or folder, options
-    this machine cannot hold) fails here, before Ray starts."""
-    from cifar_ray.extract import preflight
-    from cifar_ray.source.paths import check_data_dir
-
-    Location(cfg.out).check()
-    check_data_dir(cfg.data_dir)
-    _check_overrides(cfg)
-    cfgs = [cfg_for(cfg, name) for name in _each_once(backbone_names(cfg.backbone))]
-    sizes = [job.embedder_spec(one)[1].image_size for one in cfgs]
-    preflight.check(cfgs, sizes, local=local)
-    return cfgs
-
-
-def check_data_dir(data_dir: str | None) -> None:
-    """A --data-dir that is not there or cannot be read is refused by a stat, at once: the
-    read itself overlaps Ray's start, so a typo would otherwise cost Ray's start-up first."""
-    if data_dir is None:
-        return
-    path = os.path.expanduser(data_dir)
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        raise UserError(f"--data-dir {data_dir}: no such file or directory") from None
-    except OSError as exc:
-        raise UserError(f"--data-dir {data_dir}: cannot be read ({exc.strerror})") from None
-    if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
-        raise UserError(f"--data-dir {data_dir}: cannot be read (permission denied)")
 
 
 def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, address: str | None,
@@ -117,51 +93,6 @@ def _extract(cfgs: list[ExtractConfig], dataset: cifar.Dataset, local: bool, add
     return summaries
 
 
-def _each_once(names: list[str]) -> list[str]:
-    """`inceptionv3,InceptionV3` names one store: extracted once, under the first spelling.
-    A `module:factory` or `hub:` name is kept as written (its case and underscores matter)."""
-    from cifar_ray.embed import backbones
-
-    first = {}
-    for name in names:
-        first.setdefault(name if ":" in name else backbones.key(name), name)
-    return list(first.values())
-
-
-def _looks_done(cfg: ExtractConfig) -> bool:
-    """A store whose manifest says it is complete most likely has nothing to do: do not start
-    Ray for it ahead of the plan (the plan decides; a wrong guess only costs the overlap)."""
-    from cifar_ray.embed import backbones
-    from cifar_ray.store.features import FeatureStore
-    from cifar_ray.store.layout import store_name
-
-    if cfg.overwrite:
-        return False
-    try:
-        name = store_name(backbones.get(cfg.backbone).name, cfg.dataset)
-        manifest = FeatureStore(Location(cfg.out), name).read_manifest()
-    except Exception:  # unreadable storage: the plan says so, in one line
-        return False
-    return bool(manifest and manifest.get("complete"))
-
-
-def cfg_for(cfg: ExtractConfig, backbone: str) -> ExtractConfig:
-    """One backbone's config, with its own image size where `name=N` gave one."""
-    from cifar_ray.embed import backbones
-
-    overrides = {backbones.key(name): size for name, size in cfg.image_size_overrides}
-    size = overrides.get(backbones.key(backbone), cfg.image_size)
-    return replace(cfg, backbone=backbone, image_size=size, image_size_overrides=())
-
-
-def _check_overrides(cfg: ExtractConfig) -> None:
-    """A typo in `name=N` must not be ignored silently; a known but unused name is fine."""
-    from cifar_ray.embed import backbones
-
-    for name, _ in cfg.image_size_overrides:
-        backbones.get(name)
-
-
 def _extract_one(p: job.ExtractionPlan, pixels, launched=None) -> job.ExtractionSummary:
     if p.temporaries_removed:
         log.warning("removed %d stale temporary files", p.temporaries_removed)
@@ -182,6 +113,9 @@ def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
     ]  # fmt: skip
     columns = ["backbone", "shards", "computed", "skipped", "failed", "images", "seconds"]
     progress.table("extraction", [*columns, "img/s whole job"], rows)
+    for s in summaries:
+        if s.warning:
+            progress.say(s.warning, tag=f"warning: {s.backbone}", style="yellow")
 
 
 def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
@@ -189,14 +123,21 @@ def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
     """Every store is checked before Ray starts; training runs in this command's Ray session
     (or `run`'s, already open). With `write_report`, the cluster job ends where `run` does:
     the audit of the trained stores (OUT/index/), then OUT/report/."""
-    from cifar_ray.train import runner
+    from cifar_ray.train import reuse, runner
 
     plan = runner.prepare(cfg)
-    with ray_session(local, address, verbose):
-        from cifar_ray.cluster import check_out_is_shared
+    if plan.kept:
+        kept = sum(len(res["models"]) for res in plan.kept.values())
+        every = kept + len(plan.loaded) * len(reuse.expected_models(cfg))
+        progress.say(f"{kept} of {every} models already trained, skipped (--retrain trains "
+                     "them again)")  # fmt: skip
+    results = dict(plan.kept)
+    if plan.loaded:
+        with ray_session(local, address, verbose):
+            from cifar_ray.cluster import check_out_is_shared
 
-        check_out_is_shared(cfg.out)  # the Ray Train worker writes the model to OUT
-        results = runner.train_all(plan)
+            check_out_is_shared(cfg.out)  # the Ray Train worker writes the model to OUT
+            results = runner.train_all(plan)
     _print_results(results)
     if write_report:
         audit(cfg.out, ",".join(results), cfg.data_dir, address, verbose)
@@ -214,13 +155,19 @@ def audit(out: str, stores: str, data_dir: str | None, address: str | None,
 
 
 def _print_results(results: dict[str, dict]) -> None:
-    from cifar_ray.train.results import models_of
+    """Raw-pixel models once per dataset (every store of a dataset holds the same ones)."""
+    from cifar_ray.train.results import PIXEL_KIND, models_of
 
-    rows = [
-        [backbone, name, m.accuracy["train"], m.accuracy["val"], m.test_accuracy, m.fit_s]
-        for backbone, res in results.items()
-        for name, m in models_of(res).items()
-    ]
+    rows, pixels = [], {}
+    for backbone, res in results.items():
+        for name, m in models_of(res).items():
+            row = [backbone, name, m.accuracy["train"], m.accuracy["val"], m.test_accuracy,
+                   m.fit_s]  # fmt: skip
+            if m.kind != PIXEL_KIND:
+                rows.append(row)
+            else:
+                pixels.setdefault((res.get("dataset", "cifar10"), name), row)
+    rows += [[f"raw pixels ({dataset})", *row[1:]] for (dataset, _), row in pixels.items()]
     progress.table("models", ["backbone", "model", "train", "val", "test", "fit s"], rows)
 
 
@@ -247,9 +194,12 @@ def report(out: str) -> None:
 
 def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
         verbose: bool) -> None:  # fmt: skip
-    """One Ray session for extraction and training (each stage's own opens nothing more)."""
-    backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
-    with ray_session(local, address, verbose):
+    """One Ray session for extraction and training (each stage's own opens nothing more).
+    A re-run whose stores are extracted leaves Ray to the stages: with nothing to train
+    either, it starts no Ray at all and writes the report."""
+    cfgs = configs.backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
+    done = all(configs.looks_done(one) for one in cfgs)
+    with contextlib.nullcontext() if done else ray_session(local, address, verbose):
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted
         train(replace(tcfg, backbone=stores), local=local, address=address, verbose=verbose)

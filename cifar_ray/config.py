@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,11 @@ SHARD_TIMEOUT_MIN_S = 60.0
 # (InceptionV3 at 75 px, batch 256: about 2.3 MB an image), may take this share of memory.
 ACTIVATION_BYTES_PER_PIXEL = 400
 BATCH_MEMORY_SHARE = 0.5
+# store/lease.py: an extract holds a lease on each store it writes, renewed this often; a run
+# that died without giving it back loses it LEASE_S after its last renewal.
+LEASE_S = 120.0
+LEASE_RENEW_S = 30.0
+LEASE_SETTLE_S = 0.5  # two runs that start together: the last writer keeps the lease
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds: 0..2**32-1
 
 
@@ -45,7 +51,7 @@ def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
     `keywords` are values that name no path for this field (--weights imagenet)."""
     if path is None or "://" in path or path in keywords:
         return path
-    return str(Path(path).expanduser().absolute())
+    return os.path.normpath(Path(path).expanduser().absolute())  # no `x/../y` in the report
 
 
 def _check_out(out: str) -> None:
@@ -133,6 +139,7 @@ class TrainConfig:
     pixel_epochs: int = 5
     data_dir: str | None = None  # pixels for those; default: the source extraction recorded
     tsne: bool = False  # a seeded t-SNE map of 1,000 test points (slow)
+    retrain: bool = False  # train again stores whose results are up to date (train/reuse.py)
 
     def __post_init__(self) -> None:
         _check_out(self.out)

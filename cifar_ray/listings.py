@@ -26,8 +26,16 @@ def inspect(out: str, as_json: bool = False) -> bool:
         for path in counts.get("strays", []):
             progress.say(f"stray file, not part of the result (the next extract removes it): "
                          f"{path}", tag=name, style="yellow")  # fmt: skip
+        for path in counts.get("temporaries", []):
+            progress.say(f"temporary file of an interrupted write (the next extract removes "
+                         f"it): {path}", tag=name, style="yellow")  # fmt: skip
         if counts.get("strays"):
             status += f", {len(counts['strays'])} stray"
+        if counts.get("temporaries"):
+            status += f", {len(counts['temporaries'])} temporary"
+        if counts.get("warning"):
+            status += ", degenerate"
+            progress.say(counts["warning"], tag=f"warning: {name}", style="yellow")
         shards = f"{counts['published']}/{counts['shards']}" if counts else None
         rows.append([name, shards, *(counts.get(k) for k in ("rows", "dim", "fingerprint")),
                      status])  # fmt: skip

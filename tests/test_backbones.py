@@ -194,12 +194,12 @@ def test_entry_points_that_do_not_load_are_user_errors(plugin):
 @pytest.mark.parametrize("spelling", ["ResNet50", "resnet_50", "Res-Net-50", "RESNET50"])
 def test_one_key_for_every_spelling_of_a_backbone(spelling):
     """The registry, entry points and `--image-size name=N` all compare names by `key`."""
-    from cifar_ray import commands
     from cifar_ray.config import ExtractConfig, parse_image_sizes
+    from cifar_ray.extract import configs
 
     assert backbones.key(spelling) == "resnet50"
     assert backbones.get(spelling) is backbones.get("resnet50")
     default, overrides = parse_image_sizes(f"75,{spelling}=224")
     cfg = ExtractConfig(image_size=default, image_size_overrides=overrides)
-    assert commands.cfg_for(cfg, "resnet-50").image_size == 224
-    assert commands.cfg_for(cfg, "inceptionv3").image_size == 75
+    assert configs.cfg_for(cfg, "resnet-50").image_size == 224
+    assert configs.cfg_for(cfg, "inceptionv3").image_size == 75

@@ -206,6 +206,7 @@ RUN_TRAIN_FIELDS = {
     "pixel_baselines",
     "pixel_epochs",
     "tsne",
+    "retrain",
 }  # run's other: extract's
 
 

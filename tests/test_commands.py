@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from cifar_ray import commands
 from cifar_ray.config import ExtractConfig, parse_image_sizes
 from cifar_ray.embed import backbones
 from cifar_ray.errors import UserError
+from cifar_ray.extract import configs
 from tests.conftest import run_cli
 
 
@@ -22,25 +22,25 @@ def _cfg(sizes: str) -> ExtractConfig:
 
 def test_cfg_for_gives_each_backbone_its_own_size_else_the_default():
     cfg = _cfg("80,resnet50=224,mobilenet_v2=32")
-    sizes = {name: commands.cfg_for(cfg, name).image_size for name in ("inceptionv3", "resnet50",
+    sizes = {name: configs.cfg_for(cfg, name).image_size for name in ("inceptionv3", "resnet50",
                                                                        "mobilenetv2")}  # fmt: skip
     assert sizes == {"inceptionv3": 80, "resnet50": 224, "mobilenetv2": 32}
-    assert commands.cfg_for(cfg, "ResNet-50").image_size == 224  # names compare as get() does
-    one = commands.cfg_for(cfg, "resnet50")
+    assert configs.cfg_for(cfg, "ResNet-50").image_size == 224  # names compare as get() does
+    one = configs.cfg_for(cfg, "resnet50")
     assert (one.backbone, one.image_size_overrides) == ("resnet50", ())
     assert (one.limit, one.seed, one.out) == (cfg.limit, cfg.seed, cfg.out)  # the rest kept
 
 
 def test_cfg_for_without_a_default_leaves_the_backbone_size():
     cfg = _cfg("resnet50=224")
-    assert commands.cfg_for(cfg, "inceptionv3").image_size is None
-    assert commands.cfg_for(cfg, "resnet50").image_size == 224
+    assert configs.cfg_for(cfg, "inceptionv3").image_size is None
+    assert configs.cfg_for(cfg, "resnet50").image_size == 224
 
 
 def test_override_names_are_checked_even_when_unused():
-    commands._check_overrides(_cfg("vgg16=64,Mobile_Net-V2=32"))  # known, unused: fine
+    configs.check_overrides(_cfg("vgg16=64,Mobile_Net-V2=32"))  # known, unused: fine
     with pytest.raises(UserError, match="unknown backbone 'vgg61'"):
-        commands._check_overrides(_cfg("75,vgg61=64"))
+        configs.check_overrides(_cfg("75,vgg61=64"))
 
 
 def _cells(stdout: str) -> dict[str, list[str]]:

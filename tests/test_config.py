@@ -157,7 +157,7 @@ def test_backbone_names_refuses_no_backbone(value):
 
 def test_extract_and_train_read_the_backbone_list_alike():
     """One parser for both: `train --backbone "a, b"` names the stores `extract` made."""
-    from cifar_ray import commands
+    from cifar_ray.extract import configs
 
-    assert commands.backbone_names is backbone_names
+    assert configs.backbone_names is backbone_names
     assert backbone_names(" a , b", required=False) == backbone_names("a,b") == ["a", "b"]

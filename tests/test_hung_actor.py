@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cifar_ray.store.locations import TMP_MARK
-from tests.conftest import RUN_TAG_ENV, kill_group, start_cli, tagged_processes
+from tests.conftest import RUN_TAG_ENV, kill_group, run_cli, start_cli, tagged_processes
 from tests.custom_backbone import HANG_ENV
 
 pytestmark = pytest.mark.ray
@@ -62,6 +62,7 @@ def test_a_blocked_and_a_stopped_actor_are_killed_and_every_row_lands_once(tmp_p
     try:
         hung = _wait_for(lambda: list(hang.glob("hung-*")), proc)[0]
         hung_pid = int(hung.name.split("-")[1])
+        second = run_cli(*args)  # meanwhile, a second run on the same store (issue 20, item 8)
         busy = lambda: [  # noqa: E731
             w for w in _workers(tag) if w.pid != hung_pid and records.exists()
             and list(records.glob("*.json"))
@@ -76,6 +77,9 @@ def test_a_blocked_and_a_stopped_actor_are_killed_and_every_row_lands_once(tmp_p
             with contextlib.suppress(psutil.Error):
                 stopped.send_signal(signal.SIGCONT)
                 stopped.kill()
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert second.stderr.strip().startswith("cifar-ray: error: another extract is running on")
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
     assert proc.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr and "Unhandled error" not in stderr
     stuck = [ln for ln in stderr.splitlines() if "(stuck: no progress for" in ln]

@@ -100,9 +100,12 @@ def test_each_refusal_comes_before_ray_is_imported(tmp_path, cifar_archive):
     os.mkfifo(fifo)
     base = {"out": str(tmp_path / "out"), "data_dir": str(cifar_archive), "weights": "none",
             "image_size": 75, "limit": 24}  # fmt: skip
+    too_many = 4 * preflight.cpu_count() + 1  # a quarter of a core each, and one more
     cases = {
-        "--batch-size 100000 at 75 px": {"batch_size": 100_000},
-        "--actors 64": {"actors": 64},
+        "--batch-size 10000000 at 75 px": {"batch_size": 10**7},
+        f"--actors {too_many}": {"actors": too_many},
+        "--seed must be in 0..4294967295": {"seed": -1},
+        "is a filesystem root or your home folder": {"out": "/"},
         "is a FIFO": {"data_dir": str(fifo)},
         "is a character device": {"data_dir": "/dev/zero"},
         "no such file or directory": {"data_dir": str(tmp_path / "nope")},

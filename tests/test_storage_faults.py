@@ -117,3 +117,20 @@ def test_report_on_a_read_only_out_is_one_line_and_exit_1(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"cifar-ray: error: cannot write {out}/report/metrics.json: Read-only file system"
     ]
+
+
+def test_a_refused_write_under_ray_train_is_the_same_one_line():
+    """Ray Train wraps a worker's OSError in its own error (a chain, or only its text)."""
+    from cifar_ray.train.ray_train import _refused_write
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "write failed")
+        except OSError as inner:
+            raise RuntimeError("Training failed") from inner
+    except RuntimeError as exc:
+        chained = _refused_write(exc, "/out/train-runs/head-x")
+    assert str(chained) == "cannot write under /out/train-runs/head-x: No space left on device"
+    text = RuntimeError("TrainingFailedError: ... OSError: [Errno 30] Read-only file system: ...")
+    assert str(_refused_write(text, "/o")) == "cannot write under /o: Read-only file system"
+    assert _refused_write(RuntimeError("loss is NaN"), "/o") is None

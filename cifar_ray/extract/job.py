@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,7 @@ from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.errors import StorageError, UserError
 from cifar_ray.extract.claim import check_fingerprint
 from cifar_ray.source import cifar
-from cifar_ray.store import locations, samples
+from cifar_ray.store import locations, quality, samples
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import store_name
 from cifar_ray.store.locations import Location
@@ -87,13 +87,15 @@ def prepare(cfg: ExtractConfig, dataset: cifar.Dataset | None = None) -> Extract
     fields, fid = check_fingerprint(store, fields, cfg.overwrite)
     n = sum(sizes.values())
     _check_writable(loc, store.dir, need_bytes=n * max(backbone.dim, 1) * 4)
-    removed = locations.remove_temporaries(loc, store.dir)
     shards = plan(sizes, cfg.shard_size)
+    # Every record and data file is read before anything is deleted: a storage error on any
+    # of them stops planning with the store as it was.
+    todo = [s for s in shards if _needs_work(store, s, fid)]
+    removed = locations.remove_temporaries(loc, store.dir)
     strays = store.remove_strays(shards)  # no attempt runs yet: losers of earlier runs go
     if strays:
         log.warning("removed %d stray files (uncommitted attempts, shards outside the plan)",
                     len(strays))  # fmt: skip
-    todo = [s for s in shards if _needs_work(store, s, fid)]
     return ExtractionPlan(
         cfg, dataset, backbone, spec, store, fields, fid, shards, todo, removed, len(strays)
     )
@@ -113,6 +115,11 @@ def embedder_spec(cfg: ExtractConfig) -> tuple[backbones.Backbone, EmbedderSpec]
         cfg.batch_size, precision=cfg.precision, xla=cfg.xla,
     )  # fmt: skip
     return backbone, spec
+
+
+def store_of(cfg: ExtractConfig) -> str:
+    """The store `cfg` writes, known without the data (the dataset's name is in `cfg`)."""
+    return store_name(backbones.get(cfg.backbone).name, cfg.dataset)
 
 
 def launch(cfg: ExtractConfig) -> distributor.Launch:
@@ -169,6 +176,7 @@ class ExtractionSummary:
     failed: dict[str, str] = field(default_factory=dict)
     actors_replaced: int = 0
     storage_error: str | None = None  # the store refused a write: the run stopped there
+    warning: str | None = None  # degenerate features (store/quality.py)
 
 
 def execute(
@@ -226,11 +234,12 @@ def execute(
         storage_error=outcome.stopped if outcome else None,
     )  # fmt: skip
     try:
-        write_manifest(p, summary)
+        written = write_manifest(p, summary)
         write_preview(p)
     except StorageError as exc:  # what was published stands: its records certify it
         summary.storage_error = summary.storage_error or str(exc)
-    return summary
+        return summary
+    return replace(summary, warning=quality.degenerate(written["shards"]))
 
 
 def _stopped(p: ExtractionPlan, done: list[ShardRecord], exc: StorageError):
@@ -279,5 +288,5 @@ def manifest(p: ExtractionPlan) -> Manifest:
     )  # fmt: skip
 
 
-def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> None:
-    manifest(p).write(p.store, summary.__dict__ if summary else None)
+def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> dict:
+    return manifest(p).write(p.store, summary.__dict__ if summary else None)

@@ -11,6 +11,7 @@
     OUT/samples/test-preview.npz                                   first test images, for the report
     OUT/index/<store>/                                             neighbours and duplicates (audit)
     OUT/report/                                                    metrics.json, report.*, *.png
+    OUT/leases/<backbone>.json                                     the extract running on a store
 
 A store is named by its backbone and dataset: CIFAR-10's by the backbone alone (`inceptionv3`,
 as always), any other dataset's as `<backbone>@<dataset>` (`inceptionv3@cifar100`). That one
@@ -34,6 +35,7 @@ MODELS = "models"
 TRAIN_RUNS = "train-runs"
 SAMPLES = "samples"
 REPORT = "report"
+LEASES = "leases"  # beside features/, not in it: a lease alone is no store
 INDEX = "index"
 
 RECORDS = "_shards"  # hidden from Parquet dataset readers by its leading underscore
@@ -167,3 +169,7 @@ class Layout:
 
     def report_file(self, name: str) -> str:
         return f"{self.report_dir()}/{name}"
+
+    # --- OUT/leases/ ---------------------------------------------------------------------
+    def lease(self, backbone: str) -> str:
+        return self.loc.path(LEASES, f"{backbone}.json")

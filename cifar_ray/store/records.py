@@ -30,6 +30,8 @@ class ShardRecord:
     seconds: float = 0.0  # embedding time of this shard on its actor
     worker_peak_rss_mb: int = 0  # the actor's peak resident memory so far
     file: str = ""  # the data file this record certifies; "" (older stores): part-NNNNN.parquet
+    feature_max_abs: float = -1.0  # the largest |value| of its features; -1: not recorded
+    feature_spread: float = -1.0  # the largest per-dimension std across its images; -1: idem
 
     @property
     def key(self) -> str:

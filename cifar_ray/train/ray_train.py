@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from cifar_ray.config import TrainConfig, as_dict
-from cifar_ray.errors import UserError
+from cifar_ray.errors import StorageError, StorageRefused, UserError
 from cifar_ray.store import latents, locations
 from cifar_ray.store.layout import Layout
 from cifar_ray.store.locations import Location
@@ -75,10 +76,41 @@ def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref)
             checkpoint_config=CheckpointConfig(num_to_keep=1),
         ),
     )
-    trainer.fit()
+    try:
+        trainer.fit()
+    except Exception as exc:  # Ray Train wraps the worker's error in its own, many lines long
+        refused = _refused_write(exc, layout.train_run(name))
+        if refused is None:
+            raise
+        raise refused from None
     state_raw = locations.get_bytes(loc, layout.head_state(lat.backbone))
     locations.delete_dir(loc, layout.train_run(name))  # done: next run starts fresh
+    _remove_if_empty(loc, layout.train_runs())
     return json.loads(state_raw)
+
+
+def _remove_if_empty(loc: Location, folder: str) -> None:
+    """OUT/train-runs/ holds unfinished runs only: with none left, it goes too."""
+    if not loc.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+        locations.delete_dir(loc, folder)
+
+
+def _refused_write(exc: BaseException, where: str) -> StorageRefused | None:
+    """A full disk or a read-only OUT under Ray Train (a checkpoint, the model) as the one line
+    every other write gives; found in the error's chain or, where Ray kept only the text, in
+    the text of the OS error it wrapped."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StorageError):
+            return seen if isinstance(seen, StorageRefused) else None
+        if isinstance(seen, OSError) and seen.errno in locations.REFUSED:
+            return StorageRefused(f"cannot write under {where}: {os.strerror(seen.errno)}")
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # texts no other error says
+        if os.strerror(code) in text:
+            return StorageRefused(f"cannot write under {where}: {os.strerror(code)}")
+    return None
 
 
 def _remove_other_runs(loc: Location, backbone: str, keep: str) -> None:
