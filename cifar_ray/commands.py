@@ -122,7 +122,7 @@ def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
           write_report: bool = False) -> dict:  # fmt: skip
     """Every store is checked before Ray starts; training runs in this command's Ray session
     (or `run`'s, already open). With `write_report`, the cluster job ends where `run` does:
-    OUT/report/."""
+    the audit of the trained stores (OUT/index/), then OUT/report/."""
     from cifar_ray.train import reuse, runner
 
     plan = runner.prepare(cfg)
@@ -140,8 +140,18 @@ def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
             results = runner.train_all(plan)
     _print_results(results)
     if write_report:
+        audit(cfg.out, ",".join(results), cfg.data_dir, address, verbose)
         report(cfg.out)
     return results
+
+
+def audit(out: str, stores: str, data_dir: str | None, address: str | None,
+          verbose: bool) -> None:  # fmt: skip
+    """`cifar-ray neighbours` on the stores a run made, before its report."""
+    from cifar_ray.commands_audit import neighbours
+
+    neighbours(AuditConfig(out=out, backbone=stores, data_dir=data_dir), address=address,
+               verbose=verbose)  # fmt: skip
 
 
 def _print_results(results: dict[str, dict]) -> None:
@@ -193,7 +203,5 @@ def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | N
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted
         train(replace(tcfg, backbone=stores), local=local, address=address, verbose=verbose)
-    from cifar_ray.commands_audit import neighbours
-
-    neighbours(AuditConfig(out=xcfg.out, backbone=stores, data_dir=xcfg.data_dir))
+    audit(xcfg.out, stores, xcfg.data_dir, address, verbose)
     report(xcfg.out)

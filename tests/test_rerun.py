@@ -17,7 +17,7 @@ from cifar_ray.store.layout import Layout
 from cifar_ray.store.locations import Location
 from cifar_ray.store.manifest import Manifest
 from cifar_ray.store.shards import plan
-from cifar_ray.train import runner
+from cifar_ray.train import reuse, runner
 from cifar_ray.train.results import PIXEL_KIND
 from tests.conftest import run_cli
 
@@ -109,15 +109,22 @@ def test_pixel_models_of_a_dataset_are_reused_and_up_to_date_stores_kept(tmp_pat
     cfg = TrainConfig(out=str(tmp_path), data_dir=str(tmp_path / "no-archive-needed"))
     for name in ("one", "two"):
         _store(tmp_path, name)
-    pixel = {"kind": PIXEL_KIND, "accuracy": {"train": 1, "val": 1, "test": 0.5}}
+    pixel = {
+        "kind": PIXEL_KIND,
+        "accuracy": {"train": 1, "val": 1, "test": 0.5},
+        "test_predictions": [0] * 10,
+    }
     done = {"fingerprint": "one", "train_config": as_dict(cfg), "dataset": "cifar10",
             "split_sizes": {"train": 20, "test": 10},
-            "models": {n: {"accuracy": {}} for n in ("dense_head", "logreg", "linear_svm",
-                                                     "knn_cosine")}
+            "models": {n: {"accuracy": {}, "test_predictions": [0] * 10}
+                       for n in ("dense_head", "logreg", "linear_svm", "knn_cosine")}
             | {"pixel_mlp": pixel, "pixel_cnn": pixel}}  # fmt: skip
     path = tmp_path / Layout(Location(str(tmp_path))).results("one")
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(done))
+    older = {**done, "models": {n: {k: v for k, v in m.items() if k != "test_predictions"}
+                                for n, m in done["models"].items()}}  # fmt: skip
+    assert not reuse.up_to_date(older, {"complete": True, "fingerprint": "one"}, cfg)
     prepared = runner.prepare(cfg)
     assert set(prepared.kept) == {"one"} and set(prepared.loaded) == {"two"}
     assert prepared.pixels == {}  # nothing to read: the pixel models exist for this split

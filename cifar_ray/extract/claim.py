@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cifar_ray.embed import fingerprint
 from cifar_ray.errors import UserError
+from cifar_ray.store.claims import read_claim
 from cifar_ray.store.features import FeatureStore
 
 
@@ -12,7 +13,7 @@ def check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool) -> tup
     --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
     before anything is deleted."""
     fid = fingerprint.fingerprint_id(fields)
-    _, existing = store.read_claim(replacing=overwrite)  # corrupt + --overwrite: {}
+    _, existing = read_claim(store, replacing=overwrite)  # corrupt + --overwrite: {}
     if existing is None or existing.get("id") == fid:
         return fields, fid
     legacy = _legacy(store, existing, fields) or _same_weights(existing, fields)

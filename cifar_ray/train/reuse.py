@@ -44,13 +44,21 @@ def expected_models(cfg: TrainConfig) -> set[str]:
 
 
 def up_to_date(res: dict | None, manifest: dict | None, cfg: TrainConfig) -> bool:
-    """Same features, same options, every model asked for: nothing to train."""
+    """Same features, same options, every model asked for, each with its test predictions
+    (results written before they were kept cannot give the audit's cleaned score): nothing to
+    train."""
     if cfg.retrain or not res or not manifest or not manifest.get("complete"):
         return False
+    wanted = expected_models(cfg)
     return (
         res.get("fingerprint") == manifest.get("fingerprint")
         and training_options(res.get("train_config") or {}) == training_options(as_dict(cfg))
-        and expected_models(cfg) <= set(res["models"])
+        and wanted <= set(res["models"])
+        and all(
+            isinstance(res["models"][n], dict)
+            and res["models"][n].get("test_predictions") is not None
+            for n in wanted
+        )
     )
 
 
@@ -61,5 +69,9 @@ def pixel_models(res: dict | None, cfg: TrainConfig) -> dict[str, dict]:
     made_with = res.get("train_config") or {}
     if any(made_with.get(k) != getattr(cfg, k) for k in PIXEL_OPTIONS):
         return {}
-    found = {n: m for n, m in res["models"].items() if m.get("kind") == PIXEL_KIND}
+    found = {
+        n: m
+        for n, m in res["models"].items()
+        if m.get("kind") == PIXEL_KIND and m.get("test_predictions") is not None
+    }
     return found if set(pixel_baselines.CANDIDATES) <= set(found) else {}
