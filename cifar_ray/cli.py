@@ -126,25 +126,20 @@ def _with_extract_options(command: Callable) -> Callable:
 @app.command()
 def train(
     out: opt.Out = T.out,
-    backbone: Annotated[
-        str, typer.Option(help="Backbone(s) to train on, comma-separated (default: all).")
-    ] = T.backbone,
-    epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = T.epochs,
-    batch_size: Annotated[int, typer.Option(help="Dense head batch size.")] = T.batch_size,
-    hidden: Annotated[int, typer.Option(help="Dense head hidden units.")] = T.hidden,
-    dropout: Annotated[float, typer.Option(help="Dense head dropout.")] = T.dropout,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = T.learning_rate,
-    val_fraction: Annotated[
-        float, typer.Option(help="Validation share of train.")
-    ] = T.val_fraction,
+    backbone: opt.TrainBackbone = T.backbone,
+    epochs: opt.Epochs = T.epochs,
+    batch_size: opt.HeadBatchSize = T.batch_size,
+    hidden: opt.Hidden = T.hidden,
+    dropout: opt.Dropout = T.dropout,
+    learning_rate: opt.LearningRate = T.learning_rate,
+    val_fraction: opt.ValFraction = T.val_fraction,
     seed: opt.Seed = T.seed,
     baselines: opt.Baselines = T.baselines,
     pixel_baselines: opt.PixelBaselines = T.pixel_baselines,
     pixel_epochs: opt.PixelEpochs = T.pixel_epochs,
-    data_dir: Annotated[
-        str | None, typer.Option(help="Pixels for raw-pixel baselines (default: as extracted).")
-    ] = T.data_dir,
+    data_dir: opt.PixelDataDir = T.data_dir,
     tsne: opt.Tsne = T.tsne,
+    retrain: opt.Retrain = T.retrain,
     write_report: Annotated[
         bool, typer.Option("--report/--no-report", help="Then write OUT/report/ (jobs/train.py).")
     ] = False,
@@ -159,7 +154,7 @@ def train(
         out=out, backbone=backbone, epochs=epochs, batch_size=batch_size, hidden=hidden,
         dropout=dropout, learning_rate=learning_rate, val_fraction=val_fraction, seed=seed,
         baselines=baselines, pixel_baselines=pixel_baselines, pixel_epochs=pixel_epochs,
-        data_dir=data_dir, tsne=tsne,
+        data_dir=data_dir, tsne=tsne, retrain=retrain,
     )  # fmt: skip
     commands.train(
         cfg, local=local, address=address, verbose=_state["verbose"], write_report=write_report
@@ -178,11 +173,12 @@ def report(out: opt.Out = DEFAULT_OUT) -> None:
 @_with_extract_options
 def run(
     *,
-    epochs: Annotated[int, typer.Option(help="Dense head epochs.")] = T.epochs,
+    epochs: opt.Epochs = T.epochs,
     baselines: opt.Baselines = T.baselines,
     pixel_baselines: opt.PixelBaselines = T.pixel_baselines,
     pixel_epochs: opt.PixelEpochs = T.pixel_epochs,
     tsne: opt.Tsne = T.tsne,
+    retrain: opt.Retrain = T.retrain,
     **extraction,  # every option of `extract` (see _with_extract_options)
 ) -> None:
     """The whole job: extract, train, report."""
@@ -194,7 +190,7 @@ def run(
     tcfg = TrainConfig(
         out=xcfg.out, epochs=epochs, seed=xcfg.seed, baselines=baselines,
         pixel_baselines=pixel_baselines, pixel_epochs=pixel_epochs, data_dir=xcfg.data_dir,
-        tsne=tsne,
+        tsne=tsne, retrain=retrain,
     )  # fmt: skip
     commands.run(xcfg, tcfg, local=local, address=address, verbose=_state["verbose"])
 
@@ -223,31 +219,17 @@ def inspect(
 def bench(
     data_dir: opt.DataDir = B.data_dir,
     dataset: opt.DatasetOpt = B.dataset,
-    backbone: Annotated[str, typer.Option(help="Registered backbone.")] = B.backbone,
-    image_size: Annotated[
-        int | None, typer.Option(help="Input size (default: backbone's).")
-    ] = B.image_size,
-    images: Annotated[
-        int, typer.Option(help="Images to embed (train first, then test).")
-    ] = B.images,
+    backbone: opt.BenchBackbone = B.backbone,
+    image_size: opt.BenchImageSize = B.image_size,
+    images: opt.BenchImages = B.images,
     batch_size: opt.BatchSize = B.batch_size,
-    shard_size: Annotated[int, typer.Option(help="Images per shard.")] = B.shard_size,
+    shard_size: opt.BenchShardSize = B.shard_size,
     actors: opt.Actors = B.actors,
     precision: opt.Precision = B.precision,
     xla: opt.Xla = B.xla,
-    rounds: Annotated[
-        int, typer.Option(help="Runs of each side; the best counts, as load comes and goes.")
-    ] = B.rounds,
-    whole_job: Annotated[
-        bool,
-        typer.Option(
-            help="Time the whole `extract --local` command against a bare script "
-            "(benchmarks/bare.py), start-up and archive reading included."
-        ),
-    ] = B.whole_job,
-    image_files: Annotated[
-        bool, typer.Option(help="With --whole-job: on --images JPEG files written from the data.")
-    ] = B.image_files,
+    rounds: opt.Rounds = B.rounds,
+    whole_job: opt.WholeJob = B.whole_job,
+    image_files: opt.ImageFiles = B.image_files,
 ) -> None:
     """Measure extraction against a plain Keras predict; prints one JSON line."""
     from cifar_ray import bench as bench_mod

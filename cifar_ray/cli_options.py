@@ -62,6 +62,38 @@ LabelColumn = Annotated[str, typer.Option(help="Parquet inputs: the label column
 Strict = Annotated[bool, typer.Option(help="A bad image fails its shard instead of skipped.")]
 MaxPixels = Annotated[int, typer.Option(help="Images of more pixels are bad (bombs).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON, for scripts.")]
+Retrain = Annotated[
+    bool, typer.Option("--retrain", help="Train again models whose results are up to date.")
+]
+TrainBackbone = Annotated[
+    str, typer.Option(help="Backbone(s) to train on, comma-separated (default: all).")
+]
+Epochs = Annotated[int, typer.Option(help="Dense head epochs.")]
+HeadBatchSize = Annotated[int, typer.Option(help="Dense head batch size.")]
+Hidden = Annotated[int, typer.Option(help="Dense head hidden units.")]
+Dropout = Annotated[float, typer.Option(help="Dense head dropout.")]
+LearningRate = Annotated[float, typer.Option(help="Adam learning rate.")]
+ValFraction = Annotated[float, typer.Option(help="Validation share of train.")]
+PixelDataDir = Annotated[
+    str | None, typer.Option(help="Pixels for raw-pixel baselines (default: as extracted).")
+]
+BenchBackbone = Annotated[str, typer.Option(help="Registered backbone.")]
+BenchImageSize = Annotated[int | None, typer.Option(help="Input size (default: backbone's).")]
+BenchImages = Annotated[int, typer.Option(help="Images to embed (train first, then test).")]
+BenchShardSize = Annotated[int, typer.Option(help="Images per shard.")]
+Rounds = Annotated[
+    int, typer.Option(help="Runs of each side; the best counts, as load comes and goes.")
+]
+ImageFiles = Annotated[
+    bool, typer.Option(help="With --whole-job: on --images JPEG files written from the data.")
+]
+WholeJob = Annotated[
+    bool,
+    typer.Option(
+        help="Time the whole `extract --local` command against a bare script "
+        "(benchmarks/bare.py), start-up and archive reading included."
+    ),
+]
 
 # cifar-ray neighbours
 AuditStores = Annotated[str, typer.Option("--backbone", help="Store(s) to audit (default: all).")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 
@@ -113,35 +114,61 @@ def _print_summary(summaries: list[job.ExtractionSummary]) -> None:
     columns = ["backbone", "shards", "computed", "skipped", "failed", "images", "bad images",
                "seconds"]  # fmt: skip
     progress.table("extraction", [*columns, "img/s whole job"], rows)
+    for s in summaries:
+        if s.warning:
+            progress.say(s.warning, tag=f"warning: {s.backbone}", style="yellow")
 
 
 def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
           write_report: bool = False) -> dict:  # fmt: skip
     """Every store is checked before Ray starts; training runs in this command's Ray session
     (or `run`'s, already open). With `write_report`, the cluster job ends where `run` does:
-    OUT/report/."""
-    from cifar_ray.train import runner
+    the audit of the trained stores (OUT/index/), then OUT/report/."""
+    from cifar_ray.train import reuse, runner
 
     plan = runner.prepare(cfg)
-    with ray_session(local, address, verbose):
-        from cifar_ray.cluster import check_out_is_shared
+    if plan.kept:
+        kept = sum(len(res["models"]) for res in plan.kept.values())
+        every = kept + len(plan.loaded) * len(reuse.expected_models(cfg))
+        progress.say(f"{kept} of {every} models already trained, skipped (--retrain trains "
+                     "them again)")  # fmt: skip
+    results = dict(plan.kept)
+    if plan.loaded:
+        with ray_session(local, address, verbose):
+            from cifar_ray.cluster import check_out_is_shared
 
-        check_out_is_shared(cfg.out)  # the Ray Train worker writes the model to OUT
-        results = runner.train_all(plan)
+            check_out_is_shared(cfg.out)  # the Ray Train worker writes the model to OUT
+            results = runner.train_all(plan)
     _print_results(results)
     if write_report:
+        audit(cfg.out, ",".join(results), cfg.data_dir, address, verbose)
         report(cfg.out)
     return results
 
 
-def _print_results(results: dict[str, dict]) -> None:
-    from cifar_ray.train.results import models_of
+def audit(out: str, stores: str, data_dir: str | None, address: str | None,
+          verbose: bool) -> None:  # fmt: skip
+    """`cifar-ray neighbours` on the stores a run made, before its report."""
+    from cifar_ray.commands_audit import neighbours
 
-    rows = [
-        [backbone, name, m.accuracy["train"], m.accuracy["val"], m.test_accuracy, m.fit_s]
-        for backbone, res in results.items()
-        for name, m in models_of(res).items()
-    ]
+    neighbours(AuditConfig(out=out, backbone=stores, data_dir=data_dir), address=address,
+               verbose=verbose)  # fmt: skip
+
+
+def _print_results(results: dict[str, dict]) -> None:
+    """Raw-pixel models once per dataset (every store of a dataset holds the same ones)."""
+    from cifar_ray.train.results import PIXEL_KIND, models_of
+
+    rows, pixels = [], {}
+    for backbone, res in results.items():
+        for name, m in models_of(res).items():
+            row = [backbone, name, m.accuracy["train"], m.accuracy["val"], m.test_accuracy,
+                   m.fit_s]  # fmt: skip
+            if m.kind != PIXEL_KIND:
+                rows.append(row)
+            else:
+                pixels.setdefault((res.get("dataset", "cifar10"), name), row)
+    rows += [[f"raw pixels ({dataset})", *row[1:]] for (dataset, _), row in pixels.items()]
     progress.table("models", ["backbone", "model", "train", "val", "test", "fit s"], rows)
 
 
@@ -168,13 +195,14 @@ def report(out: str) -> None:
 
 def run(xcfg: ExtractConfig, tcfg: TrainConfig, *, local: bool, address: str | None,
         verbose: bool) -> None:  # fmt: skip
-    """One Ray session for extraction and training (each stage's own opens nothing more)."""
-    configs.backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
-    with ray_session(local, address, verbose):
+    """One Ray session for extraction and training (each stage's own opens nothing more).
+    A re-run whose stores are extracted leaves Ray to the stages: with nothing to train
+    either, it starts no Ray at all and writes the report."""
+    cfgs = configs.backbone_configs(xcfg, local)  # the user's mistakes, before Ray starts
+    done = all(configs.looks_done(one) for one in cfgs)
+    with contextlib.nullcontext() if done else ray_session(local, address, verbose):
         summaries = extract(xcfg, local=local, address=address, verbose=verbose)
         stores = ",".join(s.backbone for s in summaries)  # train what this run extracted
         train(replace(tcfg, backbone=stores), local=local, address=address, verbose=verbose)
-    from cifar_ray.commands_audit import neighbours
-
-    neighbours(AuditConfig(out=xcfg.out, backbone=stores, data_dir=xcfg.data_dir))
+    audit(xcfg.out, stores, xcfg.data_dir, address, verbose)
     report(xcfg.out)

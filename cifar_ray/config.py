@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
     `keywords` are values that name no path for this field (--weights imagenet)."""
     if path is None or "://" in path or path in keywords:
         return path
-    return str(Path(path).expanduser().absolute())
+    return os.path.normpath(Path(path).expanduser().absolute())  # no `x/../y` in the report
 
 
 def _check_out(out: str) -> None:
@@ -163,6 +164,7 @@ class TrainConfig:
     pixel_epochs: int = 5
     data_dir: str | None = None  # pixels for those; default: the source extraction recorded
     tsne: bool = False  # a seeded t-SNE map of 1,000 test points (slow)
+    retrain: bool = False  # train again stores whose results are up to date (train/reuse.py)
 
     def __post_init__(self) -> None:
         _check_out(self.out)

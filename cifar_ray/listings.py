@@ -38,6 +38,9 @@ def inspect(out: str, as_json: bool = False) -> bool:
             status += f", {len(counts['temporaries'])} temporary"
         if counts.get("bad"):
             status += f", {len(counts['bad'])} bad images skipped"
+        if counts.get("warning"):
+            status += ", degenerate"
+            progress.say(counts["warning"], tag=f"warning: {name}", style="yellow")
         shards = f"{counts['published']}/{counts['shards']}" if counts else None
         rows.append([name, shards, *(counts.get(k) for k in ("rows", "dim", "fingerprint")),
                      status])  # fmt: skip

@@ -195,3 +195,24 @@ def _block_once(x):
 
 for _factory in (fails_in_actor, dies_in_actor, raises_in_actor, rendezvous, hangs_once):
     _factory.backbone_spec = {**small_cnn.backbone_spec, "name": _factory.__name__}
+
+
+def nan_features(input_shape, weights=None):
+    """small_cnn whose every feature is NaN, as a float16 overflow or a broken factory gives."""
+    import keras
+
+    model = small_cnn(input_shape, weights)
+    return keras.Sequential([*model.layers, keras.layers.Rescaling(float("nan"))], name="nan")
+
+
+def constant_features(input_shape, weights=None):
+    """small_cnn whose features are the same for every image: a store that carries nothing."""
+    import keras
+
+    model = small_cnn(input_shape, weights)
+    return keras.Sequential([*model.layers, keras.layers.Rescaling(0.0, offset=1.0)],
+                            name="constant")  # fmt: skip
+
+
+for _factory in (nan_features, constant_features):
+    _factory.backbone_spec = {**small_cnn.backbone_spec, "name": _factory.__name__}

@@ -197,17 +197,24 @@ def test_the_search_fans_out_as_one_ray_task_per_block(audited, planted, ray_loc
     assert remote["counts"]["test_pairs"] == record["counts"]["test_pairs"]
 
 
-def test_neighbours_on_s3(cifar_archive):
+def test_cifar_ray_neighbours_on_s3(cifar_archive, tmp_path):
+    """The command on an object store, its pixels from the archive the manifest names; a
+    second build (in this process) resumes from what the first wrote there."""
     small = audit_data.plant(cifar_archive, 600, 200)
+    archive = audit_data.write_archive(tmp_path / "cifar-10-python.tar.gz", small)
     with moto_server() as env, pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
         out = "s3://feats/run"
-        audit_data.write_store(out, small, None)
-        record = audit_store(Location(out), "pix", AuditConfig(out=out), _pixels(small))
+        audit_data.write_store(out, small, str(archive))
+        result = run_cli("neighbours", out, env=env)
+        assert result.returncode == 0, result.stderr
+        record = IndexFolder(Location(out), "pix").read_json("audit.json")
         assert IndexFolder(Location(out), "pix").read_table(DUPLICATES) is not None
         again = audit_store(Location(out), "pix", AuditConfig(out=out), _pixels(small))
+    assert record["exact_duplicates"] == "pixel hash"
     assert again["resumed"] and record["counts"] == again["counts"]
+    assert {q for q, _ in small.pairs} <= {i for i, _ in record["leaked_test"]}
 
 
 def test_cifar_ray_neighbours_on_an_existing_out(cifar_archive, tmp_path):

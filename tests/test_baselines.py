@@ -29,7 +29,8 @@ def _few_near_many():
 def test_validation_labels_decide_the_chosen_value():
     x_fit, y_fit, x_val = _few_near_many()
     _, small = baselines.select("knn_cosine", x_fit, y_fit, x_val, np.ones(6, int))
-    assert small == {"k": 5, "val_scores": {"5": 1.0, "10": 0.0, "20": 0.0}}
+    assert small["k"] == 5  # on the edge: k=2 was tried past it, and did no better
+    assert small["val_scores"] == {"2": 1.0, "5": 1.0, "10": 0.0, "20": 0.0}
     _, large = baselines.select("knn_cosine", x_fit, y_fit, x_val, np.zeros(6, int))
     assert large == {"k": 10, "val_scores": {"5": 0.0, "10": 1.0, "20": 1.0}}  # tie: first
 
@@ -79,10 +80,38 @@ def test_linear_baselines_record_their_c_and_score_every_value(name):
     x_fit, y_fit, x_val = _few_near_many()
     record = baselines.run(name, (x_fit, y_fit), (x_val, np.ones(6, int)),
                            (x_val, np.ones(6, int)), 2)  # fmt: skip
-    _, param, values = baselines.CANDIDATES[name]
+    _, grid = baselines.CANDIDATES[name]
     scores = record["params"]["val_scores"]
-    assert param == "C" and set(scores) == {str(v) for v in values}
-    best = max(scores.values())
-    first_best = next(v for v in values if scores[str(v)] == best)
-    assert record["params"]["C"] == first_best
-    assert record["accuracy"]["val"] == best
+    assert grid.param == ("C" if name == "logreg" else "alpha")
+    assert {str(v) for v in grid.values} <= set(scores)  # the grid, and any value past its edge
+    chosen = record["params"][grid.param]
+    assert record["accuracy"]["val"] == scores[str(chosen)] == max(scores.values())
+
+
+def _separable(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A noiseless linear rule in 20 dimensions: the weaker the regularisation, the better."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 20))
+    return x, (x.sum(axis=1) > 0).astype(int)
+
+
+def _noisy_halves(seed: int, n: int, flip: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two half-rings with a share of labels flipped: many neighbours outvote the noise."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    x = np.c_[np.cos(angle), np.sin(angle)] * rng.uniform(1, 2, (n, 1))
+    y = (np.cos(angle) > 0).astype(int)
+    flipped = rng.random(n) < flip
+    return x, np.where(flipped, 1 - y, y)
+
+
+def test_grids_extend_past_an_edge_that_wins():
+    """Today's grids stopped at C = 1 and k = 20; on these problems the best lies beyond."""
+    _, logreg = baselines.select("logreg", *_separable(0, 2000), *_separable(1, 1000))
+    assert logreg["C"] > 1.0 and "10.0" in logreg["val_scores"]
+    assert logreg["val_scores"][str(logreg["C"])] > logreg["val_scores"]["1.0"]
+    _, knn = baselines.select("knn_cosine", *_noisy_halves(0, 3000, 0.35),
+                              *_noisy_halves(1, 2000, 0.0))  # fmt: skip
+    assert knn["k"] > 20 and knn["val_scores"][str(knn["k"])] > knn["val_scores"]["20"]
+    past = max(map(int, knn["val_scores"]))
+    assert knn["val_scores"][str(past)] <= knn["val_scores"][str(knn["k"])]  # where it stopped

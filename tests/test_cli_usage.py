@@ -208,6 +208,7 @@ RUN_TRAIN_FIELDS = {
     "pixel_baselines",
     "pixel_epochs",
     "tsne",
+    "retrain",
 }  # run's other: extract's
 
 

@@ -102,9 +102,35 @@ def test_weights_a_factory_declares_are_covered(module_dir, tmp_path, monkeypatc
     second = fingerprint.weights_identity("imagenet", 0, backbones.get(ref))
     assert fingerprint.differences(first, second) == ["sha256"]
 
-    weights.unlink()
-    with pytest.raises(UserError, match="declares weights_file"):
-        fingerprint.weights_identity("imagenet", 0, backbones.get(ref))
+    weights.unlink()  # a factory may fetch its file when it builds: the actor checks it then
+    assert fingerprint.weights_identity("imagenet", 0, backbones.get(ref))["sha256"] is None
+    with pytest.raises(UserError, match=r"declares weights_file .* not there after building"):
+        fingerprint.weights_identity("imagenet", 0, backbones.get(ref), built=True)
+    weights.write_bytes(b"version two")  # fetched by the build: the same weights as `second`
+    after = fingerprint.weights_identity("imagenet", 0, backbones.get(ref), built=True)
+    assert fingerprint.same_weights({**second, "sha256": None}, after)
+    assert not fingerprint.same_weights(first, after)  # known before the build: compared
+
+
+def test_a_weights_file_is_its_bytes_not_its_path(tmp_path):
+    """A byte-identical copy at another path is the same weights; a store fingerprinted when
+    files were named by their path resumes under its own fingerprint."""
+    from cifar_ray.extract import claim
+
+    original, copy = tmp_path / "a" / "w.h5", tmp_path / "b" / "other-name.h5"
+    for path in (original, copy):
+        path.parent.mkdir()
+        path.write_bytes(b"the same weights")
+    bb = backbones.get("inceptionv3")
+    here = fingerprint.weights_identity(str(original), 0, bb)
+    assert here == fingerprint.weights_identity(str(copy), 0, bb)
+    fields = {"backbone": "inceptionv3", "image_size": 75, "weights": here}
+    old = {**fields, "weights": {**here, "name": "w.h5"}}  # as stores recorded it before
+    existing = {**old, "id": fingerprint.fingerprint_id(old)}
+    assert claim._same_weights(existing, fields) == old  # resumes as it was made
+    other = {**fields, "weights": {**here, "sha256": "0" * 64}}
+    assert claim._same_weights(existing, other) is None  # other bytes: refused as before
+    assert claim._same_weights(existing, {**fields, "image_size": 99}) is None
 
 
 def test_declared_names_resolve_under_keras_home_and_hashes_are_taken_as_given(

@@ -11,7 +11,8 @@ import pytest
 from matplotlib.colors import to_hex
 from PIL import Image
 
-from cifar_ray.report import plots
+from cifar_ray.report import plots, speed_plot
+from cifar_ray.train.results import PIXEL_KIND
 
 CLASSES = ["plane", "car", "bird"]
 FIGURES: list = []  # every figure pyplot makes while `drawn` is active (rcParams figure.hooks)
@@ -136,13 +137,41 @@ def test_accuracy_vs_speed_labels_backbones_and_draws_pixel_models_flat(drawn):
     colors = plots.model_colors(["dense_head", "logreg", "pixel_cnn"])
     points = [("inceptionv3", 35.0, {"dense_head": 0.8, "logreg": 0.7}),
               ("mobilenetv2", 240.0, {"dense_head": 0.6, "logreg": 0.65})]  # fmt: skip
-    plots.accuracy_vs_speed(points, {"pixel_cnn": 0.4}, colors, "speed")
+    panel = speed_plot.Panel("cifar10", 0.1, points, {"pixel_cnn": 0.4})
+    speed_plot.accuracy_vs_speed([panel], colors, "speed")
     ax = drawn[0].axes[0]
     notes = {t.get_text(): t.xy for t in ax.texts}
     assert notes == {"inceptionv3": (35.0, 0.8), "mobilenetv2": (240.0, 0.65)}  # above the best
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["dense_head", "logreg", "pixel_cnn (raw pixels)"]  # each model once
-    assert [list(line.get_ydata()) for line in ax.lines] == [[0.4, 0.4]]
+    (legend,) = drawn[0].legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "dense_head", "logreg", "pixel_cnn (raw pixels)", "chance"]  # each once  # fmt: skip
+    assert [list(line.get_ydata()) for line in ax.lines] == [[0.4, 0.4], [0.1, 0.1]]
+
+
+def test_two_datasets_get_a_panel_each_with_their_own_pixel_lines_and_chance(drawn):
+    def res(dataset, classes, speed, head, pixel):
+        models = {"dense_head": {"kind": "head", "accuracy": {"test": head}},
+                  "pixel_mlp": {"kind": PIXEL_KIND, "accuracy": {"test": pixel}}}  # fmt: skip
+        return {"dataset": dataset, "classes": list(range(classes)), "models": models,
+                "extraction": {"images_per_s": speed}}  # fmt: skip
+
+    metrics = {
+        "backbones": {
+            "inceptionv3": res("cifar10", 10, 30.0, 0.8, 0.4),
+            "resnet50": res("cifar10", 10, 50.0, 0.7, 0.4),
+            "inceptionv3@cifar100": res("cifar100", 100, 31.0, 0.5, 0.15),
+        }
+    }
+    panels = speed_plot.speed_panels(metrics)  # fmt: skip
+    assert [(p.dataset, p.chance, p.flat) for p in panels] == [
+        ("cifar10", 0.1, {"pixel_mlp": 0.4}), ("cifar100", 0.01, {"pixel_mlp": 0.15})]  # fmt: skip
+    speed_plot.accuracy_vs_speed(panels, plots.model_colors(["dense_head", "pixel_mlp"]), "t")
+    ten, hundred = drawn[0].axes
+    assert [ax.get_title() for ax in (ten, hundred)] == ["cifar10 (chance 0.1)",
+                                                         "cifar100 (chance 0.01)"]  # fmt: skip
+    assert [list(line.get_ydata()) for line in ten.lines] == [[0.4, 0.4], [0.1, 0.1]]
+    assert [list(line.get_ydata()) for line in hundred.lines] == [[0.15, 0.15], [0.01, 0.01]]
+    assert {t.get_text() for t in hundred.texts} == {"inceptionv3@cifar100"}
 
 
 def test_embedding_sources_keeps_only_a_tsne_shaped_like_the_pca():

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from cifar_ray.report import plots, sections
+from cifar_ray.report import plots, sections, speed_plot
 from cifar_ray.train import baselines, pixel_baselines
 from cifar_ray.train.results import HEAD, PIXEL_KIND, ModelResult, models_of
 
@@ -60,8 +60,8 @@ def test_the_report_reads_the_names_the_trainers_write():
     models = models_of({"models": {"dense_head": STORED_HEAD,
                                    "pixel_mlp": {**STORED_HEAD, "kind": PIXEL_KIND}}})  # fmt: skip
     assert [m.name for m in models.values()] == ["dense_head", "pixel_mlp"]  # by their key
-    points, flat = plots._speed_points(
-        {"backbones": {"b": {"extraction": {"images_per_s": 5.0}, "models": {
+    [panel] = speed_plot.speed_panels(
+        {"backbones": {"b": {"extraction": {"images_per_s": 5.0}, "classes": [0, 1], "models": {
             "dense_head": STORED_HEAD, "pixel_mlp": {**STORED_HEAD, "kind": PIXEL_KIND}}}}}
     )  # fmt: skip
-    assert points == [("b", 5.0, {"dense_head": 0.5})] and flat == {"pixel_mlp": 0.5}
+    assert panel.points == [("b", 5.0, {"dense_head": 0.5})] and panel.flat == {"pixel_mlp": 0.5}

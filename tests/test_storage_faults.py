@@ -134,3 +134,17 @@ def test_a_refused_write_under_ray_train_is_the_same_one_line():
     text = RuntimeError("TrainingFailedError: ... OSError: [Errno 30] Read-only file system: ...")
     assert str(_refused_write(text, "/o")) == "cannot write under /o: Read-only file system"
     assert _refused_write(RuntimeError("loss is NaN"), "/o") is None
+
+
+def test_a_delete_on_a_read_only_store_is_one_line_naming_the_path(tmp_path):
+    """Cleanup (temporaries, strays, old checkpoints) on a store that went read-only."""
+    from cifar_ray.errors import StorageRefused
+    from cifar_ray.store import locations
+    from cifar_ray.store.locations import Location
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / f".x{TMP_MARK}1").write_bytes(b"")
+    refused = pytest.raises(StorageRefused)
+    with _read_only(tmp_path / "src", tmp_path / "ro") as ro, refused as caught:
+        locations.remove_temporaries(Location(str(ro)), str(ro))
+    assert str(caught.value) == f"cannot delete {ro}/.x{TMP_MARK}1: Read-only file system"

@@ -27,7 +27,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def weights_identity(weights: str, seed: int, backbone: Backbone) -> dict:
+def weights_identity(weights: str, seed: int, backbone: Backbone, *, built: bool = False) -> dict:
     """What the model's values come from, as this node sees them: random weights by their seed,
     Keras' ImageNet file by its name and registry hash (checked before use, see
     embedder.verify_keras_cache), a user's file by its sha256; a user's factory adds its code,
@@ -35,7 +35,8 @@ def weights_identity(weights: str, seed: int, backbone: Backbone) -> dict:
     with --weights none, and so do "imagenet" weights).
 
     The driver's answer goes into the fingerprint and to every actor, which computes its own
-    with this same function and refuses to publish when the two differ (worker.ShardWorker)."""
+    with this same function, after it built the model (`built`), and refuses to publish when
+    the two are not the same weights (`same_weights`, worker.ShardWorker)."""
     if weights == "none":
         out = {"name": "none", "seed": seed}
     elif weights == "imagenet" and backbone.preset:
@@ -43,12 +44,12 @@ def weights_identity(weights: str, seed: int, backbone: Backbone) -> dict:
     elif weights == "imagenet":
         out = {"name": "imagenet", "file": backbone.weights_file, "hash": backbone.weights_hash}
         if backbone.factory is not None and backbone.weights_file and not backbone.weights_hash:
-            out["sha256"] = weights_cache.sha256_of(declared_weights_path(backbone))
+            out["sha256"] = _declared_sha256(backbone, built)
     else:
         path = Path(weights_cache.resolve(weights)).expanduser()
         if not path.is_file():
             raise UserError(f"--weights {weights}: no such file (use imagenet, none or a file)")
-        out = {"name": path.name, "sha256": weights_cache.sha256_of(path)}
+        out = {"name": "file", "sha256": weights_cache.sha256_of(path)}  # its bytes, not its path
     if backbone.factory is not None:
         out["factory"] = factory_identity(backbone)
     if backbone.preset:
@@ -77,6 +78,31 @@ def factory_identity(backbone: Backbone) -> dict:
     if backbone.version:
         out["version"] = backbone.version
     return out
+
+
+def _declared_sha256(backbone: Backbone, built: bool) -> str | None:
+    """A factory's declared file by its bytes; None where it is not there before the build
+    (the factory may fetch it then: the actor checks it after building)."""
+    path = keras_models_dir() / Path(backbone.weights_file).expanduser()
+    if not built and not path.is_file():
+        return None
+    return weights_cache.sha256_of(declared_weights_path(backbone))
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    """The same weights: equal identities, where a file is known by its sha256 alone (its name
+    or path is not the weights) and a declared file the driver could not see yet (None) is
+    the one the actor found after building."""
+    if a == b:
+        return True
+    keys = set(a) | set(b)
+    if "sha256" not in keys:
+        return False
+    files = a.get("name") not in ("none", "imagenet") and b.get("name") not in ("none", "imagenet")
+    skip = {"name"} if files else set()
+    if a.get("sha256") is None or b.get("sha256") is None:
+        skip.add("sha256")
+    return all(a.get(k) == b.get(k) for k in keys - skip)
 
 
 def declared_weights_path(backbone: Backbone) -> Path:

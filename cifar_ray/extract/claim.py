@@ -6,6 +6,7 @@ from __future__ import annotations
 from cifar_ray.embed import fingerprint
 from cifar_ray.errors import UserError
 from cifar_ray.extract import own_images
+from cifar_ray.store.claims import read_claim
 from cifar_ray.store.features import FeatureStore
 
 
@@ -15,10 +16,10 @@ def check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool,
     --overwrite) a fresh store. Storage that cannot be read raises StorageError here,
     before anything is deleted."""
     fid = fingerprint.fingerprint_id(fields)
-    _, existing = store.read_claim(replacing=overwrite)  # corrupt + --overwrite: {}
+    _, existing = read_claim(store, replacing=overwrite)  # corrupt + --overwrite: {}
     if existing is None or existing.get("id") == fid:
         return fields, fid
-    legacy = _legacy(store, existing, fields)
+    legacy = _legacy(store, existing, fields) or _same_weights(existing, fields)
     if legacy:
         return legacy, existing["id"]
     if overwrite:  # replaced when this run has published (execute's cleanup), not before:
@@ -29,6 +30,17 @@ def check_fingerprint(store: FeatureStore, fields: dict, overwrite: bool,
         f"{store.dir} holds features made differently ({', '.join(differs) or 'fingerprint'}); "
         "use --overwrite to replace them or another --out"
     )
+
+
+def _same_weights(existing: dict, fields: dict) -> dict | None:
+    """The same settings with the same weights named differently (a weights file copied to
+    another path, or made before files were known by their bytes alone): the store resumes
+    under its own fingerprint."""
+    mine = {**fields, "weights": existing.get("weights")}
+    if existing.get("id") != fingerprint.fingerprint_id(mine):
+        return None
+    same = fingerprint.same_weights(existing.get("weights") or {}, fields["weights"])
+    return mine if same else None
 
 
 def _legacy(store: FeatureStore, existing: dict, fields: dict) -> dict | None:

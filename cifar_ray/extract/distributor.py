@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import StorageRefused, UserError, first_line
 from cifar_ray.extract import preflight
+from cifar_ray.extract.embedding_watch import EmbeddingWatch
 from cifar_ray.extract.inputs import ShardPixels
 from cifar_ray.extract.pool import ElasticPool
 from cifar_ray.extract.ray_errors import death, task_reason
@@ -159,25 +159,6 @@ class RayBackend:
         return total
 
 
-class _EmbeddingWatch:
-    """A driver thread that asks the ready actors twice a second how far their shards are."""
-
-    def __init__(self, backend: RayBackend, pool: ElasticPool, on_images: Callable[[int], None]):
-        self.backend, self.pool, self.on_images = backend, pool, on_images
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True, name="embedding-watch")
-        self.thread.start()
-
-    def _watch(self) -> None:
-        while not self.stop.wait(0.5):
-            with contextlib.suppress(Exception):  # Ray shutting down under it: nothing to show
-                self.on_images(self.backend.embedding(list(self.pool.ready)))
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-
 @dataclass
 class Outcome:
     records: list[ShardRecord] = field(default_factory=list)
@@ -271,7 +252,7 @@ def run(
                               max_retries=max_retries, on_shard=on_shard,
                               watchdog=Watchdog(fixed_s=shard_timeout))  # fmt: skip
         if on_embedding is not None:
-            watch = _EmbeddingWatch(launched.backend, pool, on_embedding)
+            watch = EmbeddingWatch(launched.backend, pool, on_embedding)
         results = scheduler.run(todo)
     finally:
         if watch is not None:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ from cifar_ray.errors import StorageError, UserError
 from cifar_ray.extract import own_images
 from cifar_ray.extract.claim import check_fingerprint
 from cifar_ray.source import cifar
-from cifar_ray.store import locations, samples
+from cifar_ray.store import locations, quality, samples
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import store_name
 from cifar_ray.store.locations import Location
@@ -180,6 +180,7 @@ class ExtractionSummary:
     actors_replaced: int = 0
     bad_images: int = 0  # your own images: skipped as unusable by this run (records name them)
     storage_error: str | None = None  # the store refused a write: the run stopped there
+    warning: str | None = None  # degenerate features (store/quality.py)
 
 
 def execute(
@@ -240,11 +241,12 @@ def execute(
         storage_error=outcome.stopped if outcome else None,
     )  # fmt: skip
     try:
-        write_manifest(p, summary)
+        written = write_manifest(p, summary)
         write_preview(p)
     except StorageError as exc:  # what was published stands: its records certify it
         summary.storage_error = summary.storage_error or str(exc)
-    return summary
+        return summary
+    return replace(summary, warning=quality.degenerate(written["shards"]))
 
 
 def _stopped(p: ExtractionPlan, done: list[ShardRecord], exc: StorageError):
@@ -295,5 +297,5 @@ def manifest(p: ExtractionPlan) -> Manifest:
     )  # fmt: skip
 
 
-def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> None:
-    manifest(p).write(p.store, summary.__dict__ if summary else None)
+def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> dict:
+    return manifest(p).write(p.store, summary.__dict__ if summary else None)

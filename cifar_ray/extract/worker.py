@@ -17,6 +17,7 @@ from cifar_ray.source.decode import Decoder
 from cifar_ray.source.images import read
 from cifar_ray.source.images.dataset import Item
 from cifar_ray.source.images.read import ReadSpec
+from cifar_ray.store import quality
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
 from cifar_ray.store.records import Rows, ShardRecord
@@ -65,7 +66,7 @@ class ShardWorker:
         if rows is None:
             _test_hooks(shard)  # process_images ran them before reading
         if metadata is not None:
-            if metadata["weights"] != self.metadata["weights"]:  # what it checked at start
+            if not fingerprint.same_weights(metadata["weights"], self.metadata["weights"]):
                 check_weights(self.embedder.spec, metadata["weights"], self.node_id)
             metadata = {**metadata, "weights_digest": self.embedder.digest}
         try:
@@ -77,10 +78,16 @@ class ShardWorker:
             self._embedded.pop(shard.key, None)
 
     def _publish(self, shard, labels, features, metadata, coarse, started, rows) -> ShardRecord:
+        """Only finite features are published: NaN or Inf fails the shard (retried like any
+        failure), naming the backbone and the count."""
+        if bad := quality.non_finite(features):
+            raise ValueError(f"{self.metadata['backbone']}: {bad} of {features.size} feature "
+                             f"values of {shard.key} are NaN or Inf")  # fmt: skip
         return self.store.publish(
             shard, labels, features, metadata or self.metadata, coarse, rows,
             node_id=self.node_id, seconds=round(time.perf_counter() - started, 4),
             worker_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            **quality.shard_stats(features),
         )  # fmt: skip
 
     def process_images(
@@ -102,8 +109,9 @@ def check_weights(spec: EmbedderSpec, expected: dict, node_id: str = "") -> None
     """This node's weights (and factory code) must be the ones the store's fingerprint was made
     with: a node that kept an old copy, or runs another version of the factory, would publish
     features that mix silently with the others. Same function as the driver's, so one fact."""
-    here = fingerprint.weights_identity(spec.weights, spec.seed, backbones.get(spec.backbone))
-    if here == expected:
+    backbone = backbones.get(spec.backbone)
+    here = fingerprint.weights_identity(spec.weights, spec.seed, backbone, built=True)
+    if fingerprint.same_weights(here, expected):
         return
     shown = "; ".join(
         f"{key} {_short(_at(here, key))} here, {_short(_at(expected, key))} in the fingerprint"

@@ -91,7 +91,7 @@ def strips(queries: np.ndarray, neighbours: np.ndarray, shown: list[dict], class
 def agreement(scores: list[float | None], classes: list[str], title: str) -> bytes:
     """Per class, the share of test images whose nearest training image has their label."""
     values = np.array([np.nan if s is None else s for s in scores], dtype=float)
-    fig, ax = _figure(figsize=(8.5, 0.9 + 0.26 * len(classes)))
+    fig, ax = _figure(figsize=(8.5, 0.9 + (0.26 if len(classes) <= 20 else 0.14) * len(classes)))
     ax.barh(range(len(classes)), values, color="#1565c0")
     chance = 1 / len(classes)
     ax.axvline(chance, color=WRONG, linestyle="--", label=f"chance {chance:.2f}")

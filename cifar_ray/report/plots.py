@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cifar_ray.report import groups
-from cifar_ray.train.results import HEAD, PIXEL_KIND, models_of
+from cifar_ray.train.results import HEAD, models_of
 
 DPI = 110
 WRONG, RIGHT = "#c62828", "#2e7d32"
@@ -160,33 +160,6 @@ def embedding_maps(maps: dict[str, tuple[list, list]], classes: list[str], title
     return _png(fig)
 
 
-def accuracy_vs_speed(
-    points: list[tuple[str, float, dict[str, float]]], flat: dict[str, float], colors: dict,
-    title: str,
-) -> bytes:  # fmt: skip
-    """Per backbone: each model's accuracy at its extraction speed; raw-pixel models as lines."""
-    fig, ax = _figure(figsize=(8.5, 5))
-    markers = dict(zip(colors, "osD^vP*Xph", strict=False))
-    seen = set()
-    for backbone, speed, scores in points:
-        for name, acc in scores.items():
-            label = None if name in seen else name
-            seen.add(name)
-            ax.scatter(speed, acc, s=50, color=colors.get(name), marker=markers.get(name, "o"),
-                       label=label, zorder=3, alpha=0.85)  # fmt: skip
-        top = max(scores.values(), default=0.0)
-        ax.annotate(backbone, (speed, top), textcoords="offset points", xytext=(0, 9),
-                    ha="center", fontsize=9, weight="bold")  # fmt: skip
-    for name, acc in flat.items():
-        ax.axhline(acc, color=colors.get(name), linestyle=":", label=f"{name} (raw pixels)")
-    ax.set(xlabel="feature extraction speed (images/s)", ylabel="test accuracy", title=title)
-    ax.set_ylim(0, 1.12)
-    ax.margins(x=0.15)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    return _png(fig)
-
-
 def embedding_sources(res: dict) -> dict[str, tuple[list, list]]:
     """PCA always; t-SNE when the results carry one shaped like the PCA map."""
     maps = {"PCA": (res["embedding_2d"]["xy"], res["embedding_2d"]["labels"])}
@@ -223,8 +196,10 @@ def report_figures(
         shown = preview if previews is None else previews.get(res.get("dataset", "cifar10"))
         figures.update({f"{b}-{k}": v for k, v in _backbone_figures(b, res, colors, shown)})
     if len(metrics["backbones"]) > 1:
-        figures["comparison"] = accuracy_vs_speed(
-            *_speed_points(metrics), colors, "test accuracy against extraction speed"
+        from cifar_ray.report import speed_plot
+
+        figures["comparison"] = speed_plot.accuracy_vs_speed(
+            speed_plot.speed_panels(metrics), colors, "test accuracy against extraction speed"
         )
     return figures
 
@@ -275,15 +250,3 @@ def _superclass_figures(b: str, res: dict, preview: dict | None) -> Iterator[tup
     maps = {k: (xy, to_super[np.asarray(lab, dtype=np.int64)].tolist())
             for k, (xy, lab) in embedding_sources(res).items()}  # fmt: skip
     yield "embedding", embedding_maps(maps, supers, f"{b}: test features coloured by superclass")
-
-
-def _speed_points(metrics: dict) -> tuple[list, dict]:
-    points, flat = [], {}
-    for b, res in metrics["backbones"].items():
-        speed = res["extraction"].get("images_per_s") or 0.0
-        scores = {}
-        for name, m in models_of(res).items():
-            target = flat if m.kind == PIXEL_KIND else scores
-            target[name] = m.test_accuracy
-        points.append((b, speed, scores))
-    return points, flat

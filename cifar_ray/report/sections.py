@@ -3,7 +3,6 @@ the one content both report.md and report.html render (`report.render`)."""
 
 from __future__ import annotations
 
-import json
 import time
 
 from cifar_ray.report import groups, plots
@@ -13,6 +12,7 @@ from cifar_ray.train.results import HEAD, SPLITS, models_of
 Block = tuple  # ("h3", text) | ("p", text) | ("table", header, rows) | ("fig", figure name)
 EXTRACTION_ROWS = ("weights", "image_size", "preprocessing", "versions", "images", "seconds",
                    "images_per_s", "actors_replaced")  # fmt: skip
+CHOSEN = ("C", "alpha", "k", "best_epoch")  # what validation chose, of each model's params
 SECTIONS = {  # HTML id -> heading, in report order
     "accuracy": "Accuracy against the baselines",
     "learning-curves": "Learning curves",
@@ -36,7 +36,11 @@ def _fmt(value, digits: int | None = 4) -> str:
         return "n/a"
     if isinstance(value, float):
         return f"{value:.{digits}f}" if digits is not None else f"{value:g}"
-    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+    if isinstance(value, dict):  # settings: "train 36, val 4", not JSON
+        return ", ".join(f"{k} {_fmt(v, digits)}" for k, v in value.items()) or "n/a"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v, digits) for v in value) or "n/a"
+    return str(value)
 
 
 def build_sections(metrics: dict, figures: dict) -> list[tuple[str, str, list[Block]]]:
@@ -84,7 +88,18 @@ def _accuracy_blocks(b: str, res: dict, figures: dict) -> list[Block]:
             f" Superclass acc: the share of test images whose predicted class is in their "
             f"true superclass (of {supers}; chance {1 / supers:.3f})."
         )
-    return [("p", note), ("table", header, rows), ("fig", f"{b}-accuracy")]
+    header.append("chosen on validation")
+    for row, (_, m) in zip(rows, ranked, strict=True):
+        row.append(_chosen(m.params))
+    warning = [("p", f"Warning: {res['feature_warning']}.")] if res.get("feature_warning") else []
+    return [*warning, ("p", note), ("table", header, rows), ("fig", f"{b}-accuracy")]
+
+
+def _chosen(params: dict) -> str:
+    """A model's chosen hyper-parameters (C, alpha, k; the head's best epoch), as text."""
+    shown = {k: v for k, v in params.items() if k in CHOSEN}
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in shown.items()) or "n/a"  # fmt: skip
 
 
 def _confusion_blocks(b: str, res: dict, figures: dict) -> list[Block]:

@@ -10,6 +10,7 @@ from cifar_ray.errors import UserError, first_line
 from cifar_ray.report import audit_section, plots, render
 from cifar_ray.report.sections import build_sections, dataset_of
 from cifar_ray.store import locations, samples
+from cifar_ray.store.claims import read_claim
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import Layout, backbone_of
 from cifar_ray.store.locations import Location
@@ -112,4 +113,4 @@ def write(out: str) -> str:
 def _feature_fingerprint(loc: Location, backbone: str) -> dict:
     """What the report shows of the extraction settings, read as every command reads a
     store: a corrupt or mismatched fingerprint is refused in one line, not reported on."""
-    return FeatureStore(loc, backbone).read_claim()[1] or {}
+    return read_claim(FeatureStore(loc, backbone))[1] or {}

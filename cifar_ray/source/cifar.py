@@ -177,15 +177,15 @@ def download(src: Source = CIFAR10) -> Path:
     configure_tensorflow()
     import keras
 
-    lock = src.archive.replace(".tar.gz", ".lock")
-    with file_lock(keras_home() / "datasets" / lock):  # get_file has no lock
+    with file_lock(lock := keras_home() / "datasets" / src.archive.replace(".tar.gz", ".lock")):
         try:
             path = keras.utils.get_file(
                 src.archive, origin=src.url, file_hash=src.md5, cache_subdir="datasets",
             )  # fmt: skip
-        except Exception as exc:  # get_file raises a bare Exception when it cannot download
-            reason = first_line(exc, 160, typed=False)
-            raise UserError(f"cannot download {src.title} ({reason}); pass --data-dir") from None
+        except Exception as exc:  # get_file (no lock of its own) raises a bare Exception
+            lock.unlink(missing_ok=True)  # nothing was cached: leave nothing behind
+            why = f"cannot download {src.title} ({first_line(exc, 160, typed=False)})"
+            raise UserError(f"{why}; pass --data-dir") from None
     return Path(path)
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError
-from cifar_ray.store import locations
+from cifar_ray.store import locations, quality
+from cifar_ray.store.claims import read_claim
 from cifar_ray.store.feature_file import COARSE, META_KEY
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import MANIFEST, Layout
@@ -28,7 +29,7 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
     are not part of the result (see `FeatureStore.strays`). A corrupt manifest or
     fingerprint is a problem of the store, reported like any other, not a crash."""
     try:
-        manifest, _ = store.read_claim()
+        manifest, _ = read_claim(store)
     except UserError as exc:
         return {}, [str(exc)]
     if manifest is None:
@@ -62,6 +63,7 @@ def check(store: FeatureStore) -> tuple[dict, list[str]]:
         "dim": next(iter(dims), 0),
         "fingerprint": fid,
         "strays": store.strays(shards),
+        "warning": quality.degenerate(manifest.get("shards") or []),
         "temporaries": _temporaries(store),
     }
     return counts, problems

@@ -160,26 +160,6 @@ class FeatureStore:
             raise
         return found
 
-    def read_claim(self, replacing: bool = False) -> tuple[dict | None, dict | None]:
-        """(manifest, fingerprint), each None when absent, checked against each other: the
-        one way `extract`, `inspect`, `train` and `report` read what a store claims to hold.
-        A fingerprint that is garbage, not an object, or another store's (its id is not the
-        manifest's) is a UserError naming the file; with `replacing` it reads as {}."""
-        try:
-            manifest = self.read_manifest()
-        except UserError:
-            if not replacing:
-                raise
-            manifest = None  # replaced as a whole: the new run rewrites it
-        claimed = self.read_fingerprint(replacing)
-        if manifest is not None and claimed and claimed["id"] != manifest["fingerprint"]:
-            if replacing:
-                return manifest, {}
-            problem = f"it names {claimed['id']}, the manifest {manifest['fingerprint']}"
-            raise corrupt(f"{self.dir}/{FINGERPRINT}", problem,
-                          "use --overwrite to replace this store")  # fmt: skip
-        return manifest, claimed
-
     def write_fingerprint(self, fingerprint_id: str, fields: dict) -> None:
         """Claims the store for these settings: written with the first published shard."""
         self.write_json(FINGERPRINT, {"id": fingerprint_id, **fields})

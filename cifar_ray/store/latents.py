@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cifar_ray.errors import UserError
+from cifar_ray.store.claims import read_claim
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
 from cifar_ray.store.shards import Shard, plan
@@ -42,7 +43,7 @@ def load(loc: Location, backbone: str) -> Latents:
     """Refuse an incomplete store or one that mixes fingerprints, naming the shards. Each
     shard's record and file are read once here (checksum, labels, width)."""
     store = FeatureStore(loc, backbone)
-    manifest, _ = store.read_claim()
+    manifest, _ = read_claim(store)
     if manifest is None:
         raise UserError(f"{store.dir}: no features here; run `cifar-ray extract` first")
     if "classes" in manifest and not manifest["classes"]:

@@ -114,11 +114,11 @@ def put_new(loc: Location, path: str, data: bytes) -> None:
 REFUSED = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def write_error(path: str, exc: OSError) -> StorageError:
+def write_error(path: str, exc: OSError, verb: str = "write") -> StorageError:
     """One line: the path and what storage said; StorageRefused where a retry cannot help."""
     reason = os.strerror(exc.errno) if exc.errno else first_line(exc, 300, typed=False)
     kind = StorageRefused if exc.errno in REFUSED else StorageError
-    return kind(f"cannot write {path}: {reason}")
+    return kind(f"cannot {verb} {path}: {reason}")
 
 
 def get_bytes(loc: Location, path: str) -> bytes | None:
@@ -162,22 +162,30 @@ def list_files(loc: Location, folder: str) -> list[str]:
 
 
 def delete_file(loc: Location, path: str) -> None:
-    """Delete one file; one already gone is fine (another cleanup got there first)."""
-    with contextlib.suppress(FileNotFoundError):
+    """Delete one file; one already gone is fine (another cleanup got there first). A store
+    that refuses (read-only, denied) is one line naming the path, as for a write."""
+    try:
         loc.fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise write_error(path, exc, "delete") from None
 
 
 def remove_temporaries(loc: Location, folder: str) -> int:
     """Temporaries left by a killed run are never results: delete them."""
     stale = [p for p in list_files(loc, folder) if TMP_MARK in p.rpartition("/")[2]]
     for path in stale:
-        loc.fs.delete_file(path)
+        delete_file(loc, path)
     return len(stale)
 
 
 def delete_dir(loc: Location, folder: str) -> None:
     if loc.fs.get_file_info(folder).type != pafs.FileType.NotFound:
-        loc.fs.delete_dir(folder)
+        try:
+            loc.fs.delete_dir(folder)
+        except OSError as exc:
+            raise write_error(folder, exc, "delete") from None
 
 
 def check_writable(loc: Location, folder: str, need_bytes: int) -> None:

@@ -11,7 +11,8 @@ from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import MANIFEST
 from cifar_ray.store.shards import plan
 
-THROUGHPUT_KEYS = ("images", "seconds", "images_per_s", "steady_images_per_s", "first_shard_s")
+THROUGHPUT_KEYS = ("images", "seconds", "images_per_s", "steady_images_per_s", "first_shard_s",
+                   "actors_replaced")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Manifest:
 def _throughput(store: FeatureStore, last_run: dict | None) -> dict:
     """The last run that embedded anything: a resumed run with nothing to do keeps it."""
     if last_run and last_run.get("images"):
-        return {k: last_run[k] for k in THROUGHPUT_KEYS}
+        return {k: last_run.get(k) for k in THROUGHPUT_KEYS}
     try:
         previous = store.read_manifest() or {}
     except UserError:  # a corrupt manifest is what this write replaces

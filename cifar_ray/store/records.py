@@ -33,6 +33,8 @@ class ShardRecord:
     worker_peak_rss_mb: int = 0  # the actor's peak resident memory so far
     file: str = ""  # the data file this record certifies; "" (older stores): part-NNNNN.parquet
     bad: list = field(default_factory=list)  # [path, reason] of each image skipped as unusable
+    feature_max_abs: float = -1.0  # the largest |value| of its features; -1: not recorded
+    feature_spread: float = -1.0  # the largest per-dimension std across its images; -1: idem
 
     @property
     def key(self) -> str:

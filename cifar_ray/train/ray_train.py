@@ -85,7 +85,14 @@ def fit(cfg: TrainConfig, loc: Location, lat: latents.Latents, fit_ref, val_ref)
         raise refused from None
     state_raw = locations.get_bytes(loc, layout.head_state(lat.backbone))
     locations.delete_dir(loc, layout.train_run(name))  # done: next run starts fresh
+    _remove_if_empty(loc, layout.train_runs())
     return json.loads(state_raw)
+
+
+def _remove_if_empty(loc: Location, folder: str) -> None:
+    """OUT/train-runs/ holds unfinished runs only: with none left, it goes too."""
+    if not loc.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+        locations.delete_dir(loc, folder)
 
 
 def _refused_write(exc: BaseException, where: str) -> StorageRefused | None:

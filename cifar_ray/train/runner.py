@@ -8,17 +8,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from cifar_ray import progress
 from cifar_ray.config import TrainConfig, as_dict, backbone_names
 from cifar_ray.errors import UserError
-from cifar_ray.store import checks, latents, locations
+from cifar_ray.store import checks, latents, locations, quality
+from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import Layout
 from cifar_ray.store.locations import Location
-from cifar_ray.train import baselines, maps, pixel_baselines, ray_train, splits
+from cifar_ray.train import baselines, maps, pixel_baselines, ray_train, reuse, splits
 from cifar_ray.train.results import HEAD
 
 log = logging.getLogger(__name__)
@@ -33,38 +34,56 @@ class TrainingPlan:
     loc: Location
     loaded: dict[str, latents.Latents]
     pixels: dict[str, dict]  # split sizes (_split_key) -> the images behind the latents
+    kept: dict[str, dict] = field(default_factory=dict)  # store -> results already up to date
+    pixel_models: dict[str, dict] = field(default_factory=dict)  # _split_key -> trained ones
 
 
 def prepare(cfg: TrainConfig) -> TrainingPlan:
-    """The stores named by --backbone (all under OUT when none is named), checked."""
+    """The stores named by --backbone (all under OUT when none is named), checked; a store
+    whose results are up to date (`reuse`) is kept, not loaded."""
     loc = Location(cfg.out)
     names = backbone_names(cfg.backbone, required=False) or checks.stores(loc)
     if not names:
         raise UserError(f"{loc.uri}: no feature stores; run `cifar-ray extract` first")
-    loaded = {name: latents.load(loc, name) for name in names}
-    for folder in (Layout(loc).models_dir(), Layout(loc).train_runs()):  # Ray Train writes there
+    kept, pixel_models = {}, {}
+    for name in dict.fromkeys([*names, *checks.stores(loc)]):  # pixel models of any store
+        res = reuse.prior(loc, name)
+        if name in names and reuse.up_to_date(res, FeatureStore(loc, name).read_manifest(), cfg):
+            kept[name] = res
+        if res and res.get("split_sizes") and (found := reuse.pixel_models(res, cfg)):
+            pixel_models.setdefault(_split_key(res, res["split_sizes"]), found)
+    loaded = {name: latents.load(loc, name) for name in names if name not in kept}
+    for folder in (Layout(loc).models_dir(), Layout(loc).train_runs()) if loaded else ():
         locations.check_writable(loc, folder, need_bytes=0)  # before Ray: one line, not 46 s
-    pixels = pixel_inputs(cfg, loaded) if cfg.pixel_baselines else {}
-    return TrainingPlan(cfg, loc, loaded, pixels)
+    todo = {k: lat for k, lat in loaded.items() if _lat_key(lat) not in pixel_models}
+    pixels = pixel_inputs(cfg, todo) if cfg.pixel_baselines else {}
+    return TrainingPlan(cfg, loc, loaded, pixels, kept, pixel_models)
 
 
 def train_all(plan: TrainingPlan) -> dict[str, dict]:
-    """Train every store of the plan, in the Ray session the caller opened; backbone ->
-    results (as results.json holds them)."""
+    """Train every store of the plan that is not up to date, in the Ray session the caller
+    opened; backbone -> results (as results.json holds them), the kept ones included."""
     pixel_refs = _start_pixel_baselines(plan.cfg, plan.pixels)
-    return {
-        name: train_one(plan.cfg, plan.loc, lat, pixel_refs.get(_split_key(lat), []))
-        for name, lat in plan.loaded.items()
-    }
+    trained = {}
+    for name, lat in plan.loaded.items():
+        key = _lat_key(lat)
+        trained[name] = train_one(plan.cfg, plan.loc, lat, pixel_refs.get(key, []),
+                                  plan.pixel_models.get(key, {}))  # fmt: skip
+    return {**plan.kept, **trained}
 
 
 def _dataset(lat: latents.Latents) -> str:
     return lat.manifest.get("dataset", "cifar10")  # stores made before datasets: CIFAR-10
 
 
-def _split_key(lat: latents.Latents) -> str:
+def _split_key(res_or_manifest: dict, split_sizes: dict) -> str:
     """The stores whose raw-pixel baselines are the same models: same dataset, same sizes."""
-    return json.dumps([_dataset(lat), lat.manifest["split_sizes"]], sort_keys=True)
+    dataset = res_or_manifest.get("dataset", "cifar10")
+    return json.dumps([dataset, split_sizes], sort_keys=True)
+
+
+def _lat_key(lat: latents.Latents) -> str:
+    return _split_key(lat.manifest, lat.manifest["split_sizes"])
 
 
 def pixel_inputs(cfg: TrainConfig, loaded: dict[str, latents.Latents]) -> dict[str, dict]:
@@ -98,7 +117,7 @@ def _dataset_pixels(cfg: TrainConfig, dataset: str, loaded: dict[str, latents.La
         if any(not np.array_equal(y[k], lat.y[k]) for k in sizes):
             raise UserError(f"{source}: labels differ from the {lat.backbone} features; "
                             "pass the --data-dir used for extraction")  # fmt: skip
-        inputs[_split_key(lat)] = {
+        inputs[_lat_key(lat)] = {
             **splits.parts(x, y, cfg.val_fraction, cfg.seed),
             "n_classes": len(lat.classes),
         }
@@ -127,7 +146,9 @@ def _start_pixel_baselines(cfg: TrainConfig, inputs: dict[str, dict]) -> dict[st
     return refs
 
 
-def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=()) -> dict:
+def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=(),
+              pixel_done: dict | None = None) -> dict:  # fmt: skip
+    """`pixel_refs`: raw-pixel models training for this dataset; `pixel_done`: or trained."""
     import ray
 
     refs = _share(splits.latent_parts(lat, cfg.val_fraction, cfg.seed))
@@ -149,6 +170,7 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
     with progress.status("baselines"):
         for result in ray.get([*pending, *pixel_refs]):
             models[result["name"]] = result
+    models.update(pixel_done or {})
     result = {
         "backbone": lat.backbone,  # the store's name: `<backbone>@<dataset>` beyond CIFAR-10
         "dataset": _dataset(lat),
@@ -156,6 +178,8 @@ def train_one(cfg: TrainConfig, loc: Location, lat: latents.Latents, pixel_refs=
         "dim": lat.dim,
         "classes": list(lat.classes),
         "sizes": {k: len(v[1]) for k, v in parts.items()},
+        "split_sizes": lat.manifest["split_sizes"],  # what its raw-pixel models were fit on
+        "feature_warning": quality.degenerate(lat.manifest.get("shards") or []),
         "train_config": as_dict(cfg),
         "extraction": lat.manifest.get("throughput", {}),
         "models": models,

@@ -1,0 +1,27 @@
+"""What a user notices after a run: paths as they are, no lock file after a failed download."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifar_ray.config import TrainConfig, absolute
+from cifar_ray.errors import UserError
+
+
+def test_local_paths_are_absolute_and_normalised(tmp_path):
+    assert absolute(str(tmp_path / "a" / ".." / "b")) == str(tmp_path / "b")
+    assert TrainConfig(out=str(tmp_path / "x/../out")).out == str(tmp_path / "out")
+    assert absolute("s3://bucket/a/../b") == "s3://bucket/a/../b"  # not a local path
+
+
+def test_a_failed_download_leaves_no_lock_file(tmp_path, monkeypatch):
+    """A real failed download: nothing listens on the port the archive is fetched from."""
+    from dataclasses import replace
+
+    from cifar_ray.source import cifar
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    unreachable = replace(cifar.CIFAR10, url="http://127.0.0.1:9/cifar-10-python.tar.gz")
+    with pytest.raises(UserError, match=r"cannot download CIFAR-10 .*; pass --data-dir"):
+        cifar.download(unreachable)
+    assert list((tmp_path / "keras" / "datasets").iterdir()) == []  # no lock, no partial file
