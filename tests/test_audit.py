@@ -276,3 +276,15 @@ def test_the_report_shows_the_audit_and_every_models_cleaned_score(audited, plan
     assert '<section id="audit">' in page and "labelling-error" in page
     for name in ("pairs", "nn-similarity", "strips", "knn"):
         assert f'alt="pix {name.replace("-", " ")}"' in page
+
+
+def test_the_report_says_how_a_given_or_fallback_threshold_was_chosen(audited):
+    """`neighbours --duplicate-threshold 0.95`, then `report`: the text named the data's gap
+    for every kind of threshold, and a threshold without one was a TypeError traceback."""
+    from cifar_ray.report.audit_section import _summary_text
+
+    _, record = audited
+    for chosen, said in (("given", "given by --duplicate-threshold"), ("fallback", "fallback")):
+        t = {"value": 0.95, "chosen": chosen, "gap_low": None, "gap_high": None}
+        text = _summary_text({**record, "threshold": t})
+        assert said in text and "0.9500" in text

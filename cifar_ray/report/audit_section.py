@@ -87,11 +87,12 @@ def section(metrics: dict, figs: dict) -> tuple[str, str, list]:
 def _summary_text(a: dict) -> str:
     c, t, index = a["counts"], a["threshold"], a["index"]
     chosen = {
-        "gap": f"chosen from the data (the gap between {t['gap_low']:.4f} and "
-        f"{t['gap_high']:.4f} in the nearest-neighbour similarities)",
         "given": "given by --duplicate-threshold",
         "fallback": "the fallback: the data showed no gap above the floor",
-    }[t["chosen"]]
+    }.get(t["chosen"]) or (
+        f"chosen from the data (the gap between {t['gap_low']:.4f} and "
+        f"{t['gap_high']:.4f} in the nearest-neighbour similarities)"
+    )
     how = index.get("faiss", index["kind"])
     if index["kind"] == "approximate":
         how += f", recall@{index['k']} {index['recall_at_k']:.3f} against exact search"
