@@ -47,6 +47,8 @@ def neighbours(cfg: AuditConfig, *, address: str | None = None, verbose: bool = 
 
 
 def _print_audits(audits: dict[str, dict]) -> None:
+    from cifar_ray.audit.threshold import NO_CLUSTER
+
     rows = []
     for name, a in audits.items():
         c, t, index = a["counts"], a["threshold"], a["index"]
@@ -63,6 +65,8 @@ def _print_audits(audits: dict[str, dict]) -> None:
         rows,
     )  # fmt: skip
     for name, a in audits.items():
+        if a["threshold"]["chosen"] == "none":
+            progress.say(f"near-duplicates not called: {NO_CLUSTER}", tag=name, style="yellow")
         if not a["exact_duplicates"].startswith("pixel"):
             progress.say(f"exact duplicates {a['exact_duplicates']}", tag=name, style="yellow")
 

@@ -288,3 +288,16 @@ def test_the_report_says_how_a_given_or_fallback_threshold_was_chosen(audited):
         t = {"value": 0.95, "chosen": chosen, "gap_low": None, "gap_high": None}
         text = _summary_text({**record, "threshold": t})
         assert said in text and "0.9500" in text
+
+
+def test_a_threshold_that_would_call_most_test_images_duplicates_is_not_chosen():
+    """Random weights (README's try-it command) put every nearest neighbour at 0.985..1.0: the
+    gap from the floor up to them made all 200 test images of the sample "leaked", and every
+    cleaned score empty. Duplicates are a minority (3.3% of CIFAR-10's test set)."""
+    rng = np.random.default_rng(2)
+    sims = rng.uniform(0.985, 0.9999, 200)
+    t = threshold.choose(sims, 0.9, 0.97)
+    assert t.chosen == "none" and not (sims >= t.value).any()
+    bulk = rng.uniform(0.91, 0.95, 500)  # a bulk above the floor, a cluster above it
+    t = threshold.choose(np.concatenate([bulk, [0.99, 0.995, 1.0]]), 0.9, 0.97)
+    assert t.chosen == "gap" and 0.95 < t.value < 0.99

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from cifar_ray.audit.files import EXAMPLES, SUMMARY, IndexFolder
 from cifar_ray.audit.summary import cleaned_accuracy
+from cifar_ray.audit.threshold import NO_CLUSTER
 from cifar_ray.report import audit_plots
 from cifar_ray.store.locations import Location
 from cifar_ray.train.results import models_of
@@ -89,6 +90,7 @@ def _summary_text(a: dict) -> str:
     chosen = {
         "given": "given by --duplicate-threshold",
         "fallback": "the fallback: the data showed no gap above the floor",
+        "none": f"none: {NO_CLUSTER}",
     }.get(t["chosen"]) or (
         f"chosen from the data (the gap between {t['gap_low']:.4f} and "
         f"{t['gap_high']:.4f} in the nearest-neighbour similarities)"
