@@ -26,6 +26,10 @@ def neighbours(cfg: AuditConfig, *, address: str | None = None, verbose: bool = 
     from cifar_ray.audit.run import audit_store
     from cifar_ray.store import checks
 
+    if cfg.data_dir is not None:  # named by the user: refused, not skipped with a warning
+        from cifar_ray.source.paths import check_data_dir
+
+        check_data_dir(cfg.data_dir)
     loc = Location(cfg.out).check()
     names = backbone_names(cfg.backbone, required=False) or checks.stores(loc)
     if not names:

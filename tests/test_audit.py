@@ -6,6 +6,7 @@ when the store changes, and is read by faiss directly; local, S3 and Ray alike."
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import faiss
@@ -234,6 +235,11 @@ def test_cifar_ray_neighbours_on_an_existing_out(cifar_archive, tmp_path):
     assert exact >= {p for p, how in small.pairs.items() if how == "exact"}
     bad = run_cli("neighbours", str(tmp_path / "empty"))
     assert bad.returncode == 2 and "no feature stores" in bad.stderr
+    # A --data-dir the user names that is not there: refused, not a warning and exit 0.
+    os.mkfifo(tmp_path / "fifo")
+    for where, what in (("missing", "no such file"), ("fifo", "is a FIFO")):
+        bad = run_cli("neighbours", str(out), "--data-dir", str(tmp_path / where))
+        assert bad.returncode == 2 and what in bad.stderr and not bad.stdout
 
 
 def test_the_report_shows_the_audit_and_every_models_cleaned_score(audited, planted):
