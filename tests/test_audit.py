@@ -307,3 +307,28 @@ def test_a_threshold_that_would_call_most_test_images_duplicates_is_not_chosen()
     bulk = rng.uniform(0.91, 0.95, 500)  # a bulk above the floor, a cluster above it
     t = threshold.choose(np.concatenate([bulk, [0.99, 0.995, 1.0]]), 0.9, 0.97)
     assert t.chosen == "gap" and 0.95 < t.value < 0.99
+
+
+def test_an_audit_json_of_the_wrong_shape_is_left_out_of_the_report_in_one_line(
+    audited, tmp_path, caplog
+):
+    """An audit.json of this store but not of this shape (another version's, edited): the
+    report was a KeyError or IndexError traceback; now that store's audit is left out, with
+    one line naming the file and the way back."""
+    import logging
+
+    from cifar_ray.audit.files import SUMMARY
+    from cifar_ray.report.audit_section import collect
+
+    _, record = audited
+    loc = Location(str(tmp_path))
+    res = {"fingerprint": record["store_fingerprint"], "sizes": record["sizes"], "models": {}}
+    IndexFolder(loc, "s").write_json(SUMMARY, record)
+    assert list(collect(loc, {"s": res})) == ["s"]
+    no_counts = {k: v for k, v in record.items() if k != "counts"}
+    for bad in (no_counts, {**record, "leaked_test": [[10**6, 1]]}, {**record, "threshold": 1}):
+        IndexFolder(loc, "s").write_json(SUMMARY, bad)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert collect(loc, {"s": res}) == {}
+        assert "audit.json" in caplog.text and "cifar-ray neighbours" in caplog.text
