@@ -173,13 +173,16 @@ def _print_results(results: dict[str, dict]) -> None:
 
 
 def report(out: str) -> None:
-    from cifar_ray.report import audit_section
+    import json
+
     from cifar_ray.report import writer as report_mod
+    from cifar_ray.store import locations
+    from cifar_ray.store.layout import Layout
 
     path = report_mod.write(out)
-    loc = Location(out)
-    results = report_mod.collect(loc)
-    rows = report_mod.comparison(results, audit_section.collect(loc, results))
+    loc = Location(out)  # the table is the one the report holds (its files read once)
+    rows = json.loads(locations.get_bytes(loc, Layout(loc).report_file("metrics.json")))
+    rows = rows["comparison"]
     fixed = ["backbone", "dim", "images_per_s", "extraction_s"]
     shown = ["backbone", "dim", "img/s", "extract s"]
     if any("dataset" in r for r in rows):  # OUT holds more than one dataset

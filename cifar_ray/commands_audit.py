@@ -26,6 +26,10 @@ def neighbours(cfg: AuditConfig, *, address: str | None = None, verbose: bool = 
     from cifar_ray.audit.run import audit_store
     from cifar_ray.store import checks
 
+    if cfg.data_dir is not None:  # named by the user: refused, not skipped with a warning
+        from cifar_ray.source.paths import check_data_dir
+
+        check_data_dir(cfg.data_dir)
     loc = Location(cfg.out).check()
     names = backbone_names(cfg.backbone, required=False) or checks.stores(loc)
     if not names:
@@ -47,6 +51,8 @@ def neighbours(cfg: AuditConfig, *, address: str | None = None, verbose: bool = 
 
 
 def _print_audits(audits: dict[str, dict]) -> None:
+    from cifar_ray.audit.threshold import NO_CLUSTER
+
     rows = []
     for name, a in audits.items():
         c, t, index = a["counts"], a["threshold"], a["index"]
@@ -63,6 +69,8 @@ def _print_audits(audits: dict[str, dict]) -> None:
         rows,
     )  # fmt: skip
     for name, a in audits.items():
+        if a["threshold"]["chosen"] == "none":
+            progress.say(f"near-duplicates not called: {NO_CLUSTER}", tag=name, style="yellow")
         if not a["exact_duplicates"].startswith("pixel"):
             progress.say(f"exact duplicates {a['exact_duplicates']}", tag=name, style="yellow")
 

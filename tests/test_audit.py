@@ -6,6 +6,7 @@ when the store changes, and is read by faiss directly; local, S3 and Ray alike."
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import faiss
@@ -234,6 +235,11 @@ def test_cifar_ray_neighbours_on_an_existing_out(cifar_archive, tmp_path):
     assert exact >= {p for p, how in small.pairs.items() if how == "exact"}
     bad = run_cli("neighbours", str(tmp_path / "empty"))
     assert bad.returncode == 2 and "no feature stores" in bad.stderr
+    # A --data-dir the user names that is not there: refused, not a warning and exit 0.
+    os.mkfifo(tmp_path / "fifo")
+    for where, what in (("missing", "no such file"), ("fifo", "is a FIFO")):
+        bad = run_cli("neighbours", str(out), "--data-dir", str(tmp_path / where))
+        assert bad.returncode == 2 and what in bad.stderr and not bad.stdout
 
 
 def test_the_report_shows_the_audit_and_every_models_cleaned_score(audited, planted):
@@ -276,3 +282,53 @@ def test_the_report_shows_the_audit_and_every_models_cleaned_score(audited, plan
     assert '<section id="audit">' in page and "labelling-error" in page
     for name in ("pairs", "nn-similarity", "strips", "knn"):
         assert f'alt="pix {name.replace("-", " ")}"' in page
+
+
+def test_the_report_says_how_a_given_or_fallback_threshold_was_chosen(audited):
+    """`neighbours --duplicate-threshold 0.95`, then `report`: the text named the data's gap
+    for every kind of threshold, and a threshold without one was a TypeError traceback."""
+    from cifar_ray.report.audit_section import _summary_text
+
+    _, record = audited
+    for chosen, said in (("given", "given by --duplicate-threshold"), ("fallback", "fallback")):
+        t = {"value": 0.95, "chosen": chosen, "gap_low": None, "gap_high": None}
+        text = _summary_text({**record, "threshold": t})
+        assert said in text and "0.9500" in text
+
+
+def test_a_threshold_that_would_call_most_test_images_duplicates_is_not_chosen():
+    """Random weights (README's try-it command) put every nearest neighbour at 0.985..1.0: the
+    gap from the floor up to them made all 200 test images of the sample "leaked", and every
+    cleaned score empty. Duplicates are a minority (3.3% of CIFAR-10's test set)."""
+    rng = np.random.default_rng(2)
+    sims = rng.uniform(0.985, 0.9999, 200)
+    t = threshold.choose(sims, 0.9, 0.97)
+    assert t.chosen == "none" and not (sims >= t.value).any()
+    bulk = rng.uniform(0.91, 0.95, 500)  # a bulk above the floor, a cluster above it
+    t = threshold.choose(np.concatenate([bulk, [0.99, 0.995, 1.0]]), 0.9, 0.97)
+    assert t.chosen == "gap" and 0.95 < t.value < 0.99
+
+
+def test_an_audit_json_of_the_wrong_shape_is_left_out_of_the_report_in_one_line(
+    audited, tmp_path, caplog
+):
+    """An audit.json of this store but not of this shape (another version's, edited): the
+    report was a KeyError or IndexError traceback; now that store's audit is left out, with
+    one line naming the file and the way back."""
+    import logging
+
+    from cifar_ray.audit.files import SUMMARY
+    from cifar_ray.report.audit_section import collect
+
+    _, record = audited
+    loc = Location(str(tmp_path))
+    res = {"fingerprint": record["store_fingerprint"], "sizes": record["sizes"], "models": {}}
+    IndexFolder(loc, "s").write_json(SUMMARY, record)
+    assert list(collect(loc, {"s": res})) == ["s"]
+    no_counts = {k: v for k, v in record.items() if k != "counts"}
+    for bad in (no_counts, {**record, "leaked_test": [[10**6, 1]]}, {**record, "threshold": 1}):
+        IndexFolder(loc, "s").write_json(SUMMARY, bad)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert collect(loc, {"s": res}) == {}
+        assert "audit.json" in caplog.text and "cifar-ray neighbours" in caplog.text

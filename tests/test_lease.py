@@ -53,3 +53,23 @@ def test_a_refused_or_finished_run_leaves_no_folder(tmp_path):
     with lease.held(Location(str(out)), ["x"]):
         assert (out / "leases").is_dir()
     assert not out.exists()
+
+
+def test_a_lease_whose_run_died_on_this_host_is_taken_over_at_once(tmp_path, caplog):
+    """A driver killed outright (SIGKILL, the OOM killer) on this host: its pid is gone, so the
+    user's re-run resumes at once instead of waiting for the lease to lapse."""
+    import subprocess
+    import sys
+
+    loc = Location(str(tmp_path / "out"))
+    code = (
+        "import sys; from cifar_ray.store import lease; from cifar_ray.store.locations "
+        "import Location; lease.Lease(Location(sys.argv[1]), ['x']).acquire(settle_s=0)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], check=True)
+    body = json.loads((tmp_path / "out" / "leases" / "x.json").read_text())
+    assert body["expires_unix"] > body["since_unix"]  # not lapsed: its process exited
+    with caplog.at_level(logging.WARNING), lease.held(loc, ["x"], renew_s=60) as second:
+        assert "is no longer running" in caplog.text
+        on_disk = json.loads((tmp_path / "out" / "leases" / "x.json").read_text())
+        assert on_disk["run"] == second.run

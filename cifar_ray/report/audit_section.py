@@ -4,11 +4,16 @@ model's test accuracy without the leaked test images (from OUT/index/<store>/, w
 
 from __future__ import annotations
 
+import logging
+
 from cifar_ray.audit.files import EXAMPLES, SUMMARY, IndexFolder
 from cifar_ray.audit.summary import cleaned_accuracy
+from cifar_ray.audit.threshold import NO_CLUSTER
 from cifar_ray.report import audit_plots
 from cifar_ray.store.locations import Location
 from cifar_ray.train.results import models_of
+
+log = logging.getLogger(__name__)
 
 SECTION = ("audit", "Near-duplicates and nearest neighbours")
 CLEAN = " (clean)"  # a comparison column: the model's test accuracy without leaked images
@@ -24,6 +29,12 @@ def collect(loc: Location, results: dict) -> dict:
         if not found or found.get("store_fingerprint") != res["fingerprint"]:
             continue
         n_test = res["sizes"].get("test", 0)
+        problem = _shape_problem(found, n_test)
+        if problem:
+            log.warning("%s: not an audit this report can read (%s); re-run `cifar-ray "
+                        "neighbours` to rewrite it", IndexFolder(loc, store).path(SUMMARY),
+                        problem)  # fmt: skip
+            continue
         leaked = found.get("leaked_test", [])
         clean = {name: cleaned_accuracy(m.test_accuracy, m.test_predictions, n_test, leaked)
                  for name, m in models_of(res).items()}  # fmt: skip
@@ -33,6 +44,32 @@ def collect(loc: Location, results: dict) -> dict:
             "clean_test_images": n_test - len(leaked),
         }
     return audits
+
+
+# What the report reads of audit.json, by type; nested keys too ("a.b").
+SHAPE = {
+    "classes": list, "sizes": dict, "k": int, "exact_duplicates": str, "leaked_test": list,
+    "counts": dict, "counts.test_pairs": dict, "counts.train_pairs": dict,
+    "counts.test_images_with_duplicate": int, "counts.test_share_with_duplicate": (int, float),
+    "threshold": dict, "threshold.value": (int, float), "threshold.chosen": str,
+    "index": dict, "index.kind": str, "nn_similarity": dict, "knn_agreement": list,
+    "examples": dict, "examples.pairs": list, "examples.strips": list,
+}  # fmt: skip
+
+
+def _shape_problem(found: dict, n_test: int) -> str | None:
+    """Why an audit.json (another version's, or edited) cannot be drawn; None when it can."""
+    for key, kind in SHAPE.items():
+        value: object = found
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, kind):
+            return f"{key} missing or of the wrong type"
+    for pair in found["leaked_test"]:
+        ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, int) for v in pair)
+        if not ok or not 0 <= pair[0] < n_test:
+            return f"leaked_test holds {pair!r}, not a test image of this store"
+    return None
 
 
 def clean_columns(audit: dict | None) -> dict:
@@ -87,11 +124,13 @@ def section(metrics: dict, figs: dict) -> tuple[str, str, list]:
 def _summary_text(a: dict) -> str:
     c, t, index = a["counts"], a["threshold"], a["index"]
     chosen = {
-        "gap": f"chosen from the data (the gap between {t['gap_low']:.4f} and "
-        f"{t['gap_high']:.4f} in the nearest-neighbour similarities)",
         "given": "given by --duplicate-threshold",
         "fallback": "the fallback: the data showed no gap above the floor",
-    }[t["chosen"]]
+        "none": f"none: {NO_CLUSTER}",
+    }.get(t["chosen"]) or (
+        f"chosen from the data (the gap between {t['gap_low']:.4f} and "
+        f"{t['gap_high']:.4f} in the nearest-neighbour similarities)"
+    )
     how = index.get("faiss", index["kind"])
     if index["kind"] == "approximate":
         how += f", recall@{index['k']} {index['recall_at_k']:.3f} against exact search"

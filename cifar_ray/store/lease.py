@@ -72,6 +72,10 @@ class Lease:
         if left <= 0:
             log.warning("taking over %s: its run stopped renewing it %.0f s ago", path, -left)
             return
+        if _gone(held):
+            log.warning("taking over %s: its run (pid %s on this host) is no longer running",
+                        path, held.get("pid"))  # fmt: skip
+            return
         self.release()
         raise UserError(
             f"another extract is running on this store (pid {held.get('pid')} on "
@@ -95,6 +99,22 @@ class Lease:
         for folder in self.made:  # a run refused, or that wrote nothing, leaves no folder
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+def _gone(held: dict) -> bool:
+    """The lease's run was on this host and its process has exited (killed outright: SIGKILL,
+    the OOM killer), so the user's re-run need not wait for the lease to lapse. Another host's
+    run, or a pid that is alive (or not ours to signal), is taken as running."""
+    pid = held.get("pid")
+    if held.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return False
 
 
 def _read(loc: Location, path: str) -> dict | None:
