@@ -12,17 +12,16 @@ from typing import Annotated
 import typer
 
 from cifar_ray import cli_options as opt
-from cifar_ray import commands_audit
+from cifar_ray import cli_tools, commands_audit
 from cifar_ray.config import (
     DEFAULT_OUT,
-    BenchConfig,
     ExtractConfig,
     TrainConfig,
     parse_image_sizes,
 )
 from cifar_ray.errors import ExtractionFailed, StorageError, UserError
 
-X, T, B = ExtractConfig, TrainConfig, BenchConfig  # every option's default is one of theirs
+X, T = ExtractConfig, TrainConfig  # every option's default is one of theirs
 
 app = typer.Typer(
     add_completion=False,
@@ -215,44 +214,8 @@ def inspect(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
-def bench(
-    data_dir: opt.DataDir = B.data_dir,
-    dataset: opt.DatasetOpt = B.dataset,
-    backbone: opt.BenchBackbone = B.backbone,
-    image_size: opt.BenchImageSize = B.image_size,
-    images: opt.BenchImages = B.images,
-    batch_size: opt.BatchSize = B.batch_size,
-    shard_size: opt.BenchShardSize = B.shard_size,
-    actors: opt.Actors = B.actors,
-    precision: opt.Precision = B.precision,
-    xla: opt.Xla = B.xla,
-    rounds: opt.Rounds = B.rounds,
-    whole_job: opt.WholeJob = B.whole_job,
-    image_files: opt.ImageFiles = B.image_files,
-) -> None:
-    """Measure extraction against a plain Keras predict; prints one JSON line."""
-    from cifar_ray import bench as bench_mod
-
-    bench_mod.main(
-        BenchConfig(
-            data_dir=data_dir, dataset=dataset, backbone=backbone, image_size=image_size,
-            images=images,
-            batch_size=batch_size, shard_size=shard_size, actors=actors, precision=precision,
-            xla=xla, rounds=rounds, whole_job=whole_job, image_files=image_files,
-        )
-    )  # fmt: skip
-
-
-@app.command(name="backbones")
-def list_backbones(
-    files: Annotated[bool, typer.Option("--files", help="ImageNet weights files, hashes.")] = False,
-    as_json: opt.Json = False,
-) -> None:
-    """List the registered backbones."""
-    from cifar_ray import listings
-
-    listings.list_backbones(files, as_json)
+app.command(name="bench")(cli_tools.bench)
+app.command(name="backbones")(cli_tools.list_backbones)
 
 
 _received: list[int] = []  # the signals that stopped us, for the exit message and code

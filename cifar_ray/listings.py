@@ -64,6 +64,9 @@ def _backbone_record(b) -> dict:
 
 def list_backbones(files: bool = False, as_json: bool = False) -> None:
     from cifar_ray.embed import backbones
+    from cifar_ray.embed.tfsetup import configure_tensorflow
+
+    configure_tensorflow()  # Keras and Keras Hub import TensorFlow: quietly, as everywhere
 
     records = []
     for name in backbones.names():

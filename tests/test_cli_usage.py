@@ -248,14 +248,18 @@ def test_every_cli_default_is_the_config_default():
 
 
 def test_cli_source_writes_no_default_itself():
-    """cli.py's command signatures name config attributes; a literal is only None or False,
-    for a flag that is not given (the test above checks the config agrees)."""
+    """cli.py's command signatures (and cli_tools.py's) name config attributes; a literal is
+    only None or False, for a flag that is not given (the test above checks the config agrees)."""
     import ast
     import inspect as pyinspect
 
+    from cifar_ray import cli_tools
+
     tree = ast.parse(pyinspect.getsource(cli))
     commands = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.decorator_list]
-    assert len(commands) == 8  # the callback and the seven commands
+    tools = ast.parse(pyinspect.getsource(cli_tools)).body
+    commands += [n for n in tools if isinstance(n, ast.FunctionDef)]
+    assert len(commands) == 8  # the callback and seven commands (neighbours: commands_audit)
     for fn in commands:
         for default in fn.args.defaults:
             if isinstance(default, ast.Constant) and fn.name != "main_options":  # -v count: 0

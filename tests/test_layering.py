@@ -35,7 +35,16 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cifar_ray"
 STAGES = ("source", "embed", "store", "extract", "audit", "train", "report")
-TOP = {"cli", "cli_options", "commands", "commands_audit", "listings", "bench", "__init__"}
+TOP = {
+    "cli",
+    "cli_options",
+    "cli_tools",
+    "commands",
+    "commands_audit",
+    "listings",
+    "bench",
+    "__init__",
+}
 BASE = {"errors", "config", "locks", "progress", "background", "store.locations", "embed.tfsetup"}
 RAY_EDGE = {"ray_runtime", "cluster"}
 RAY_EDGE_USERS = {"extract", "train", *TOP}
