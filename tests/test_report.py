@@ -78,7 +78,7 @@ def _write(out: Path, results: dict) -> None:
 
 
 def _preview(out: Path, images, labels) -> None:
-    """As job.write_preview writes it."""
+    """As store_meta.write_preview writes it."""
     buffer = io.BytesIO()
     np.savez(buffer, images=images[:64], labels=labels[:64], classes=np.array(CLASSES))
     (out / "samples").mkdir(parents=True)

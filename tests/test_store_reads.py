@@ -9,7 +9,7 @@ import pytest
 
 from cifar_ray.config import ExtractConfig
 from cifar_ray.errors import StorageError
-from cifar_ray.extract import job
+from cifar_ray.extract import job, store_meta
 from cifar_ray.source import cifar
 from cifar_ray.store import checks
 from cifar_ray.store.locations import TMP_MARK
@@ -27,7 +27,7 @@ def half_store(tmp_path, cifar_archive):
     for shard in p.shards[:2]:
         labels = dataset.splits[shard.split].labels[shard.start : shard.stop]
         p.store.publish(shard, labels, np.zeros((shard.rows, 4), np.float32), p.metadata)
-    job.write_manifest(p, None)
+    store_meta.write_manifest(p, None)
     p.store.write_fingerprint(p.fingerprint_id, p.fingerprint)
     folder = tmp_path / "out" / "features" / "mobilenetv2"
     (folder / "train" / "part-00009-lost.parquet").write_bytes(b"an attempt that never committed")

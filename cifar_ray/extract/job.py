@@ -14,14 +14,12 @@ from cifar_ray.config import ExtractConfig
 from cifar_ray.embed import backbones, fingerprint, weights_cache
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.errors import StorageError, UserError
-from cifar_ray.extract import own_images
+from cifar_ray.extract import own_images, store_meta
 from cifar_ray.extract.claim import check_fingerprint
-from cifar_ray.source import cifar
-from cifar_ray.store import locations, quality, samples
+from cifar_ray.store import locations, quality
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.layout import store_name
 from cifar_ray.store.locations import Location
-from cifar_ray.store.manifest import Manifest
 from cifar_ray.store.records import ShardRecord
 from cifar_ray.store.shards import Shard, plan
 
@@ -205,7 +203,9 @@ def execute(
         def published(record: ShardRecord) -> None:
             done.append(record)
             if len(done) == 1:  # the store is claimed by the first result, not before
-                write_manifest(p, None)  # the plan: `inspect` and `train` name missing shards
+                store_meta.write_manifest(
+                    p, None
+                )  # the plan: `inspect` and `train` name missing shards
                 own_images.claim(p.store, p.dataset)  # the listing, before the fingerprint
                 p.store.write_fingerprint(p.fingerprint_id, p.fingerprint)
             on_shard(record)
@@ -241,8 +241,8 @@ def execute(
         storage_error=outcome.stopped if outcome else None,
     )  # fmt: skip
     try:
-        written = write_manifest(p, summary)
-        write_preview(p)
+        written = store_meta.write_manifest(p, summary)
+        store_meta.write_preview(p)
     except StorageError as exc:  # what was published stands: its records certify it
         summary.storage_error = summary.storage_error or str(exc)
         return summary
@@ -273,29 +273,3 @@ def _steady_rate(images: int, outcome) -> float:
     if not images:
         return 0.0
     return round(images / max(1e-9, outcome.seconds - outcome.pool_ready_s), 2)
-
-
-def write_preview(p: ExtractionPlan, n: int = 64) -> None:
-    """The first test images, for the report's prediction grid (the report has no data dir)."""
-    if not isinstance(p.dataset, cifar.Dataset):
-        return own_images.write_preview(p.store, p.dataset, p.cfg)
-    ds, test = p.dataset, p.dataset.splits["test"].head(n)
-    samples.write_preview(
-        p.store.loc, test.images, test.labels, ds.classes, dataset=ds.name, coarse=test.coarse,
-        superclasses=ds.superclasses, fine_to_coarse=ds.fine_to_coarse,
-    )  # fmt: skip
-
-
-def manifest(p: ExtractionPlan) -> Manifest:
-    """What this plan tells the store's manifest; the store decides what it records."""
-    return Manifest(
-        backbone=p.backbone.name, fingerprint=p.fingerprint_id, classes=list(p.dataset.classes),
-        split_sizes={k: len(v) for k, v in p.dataset.splits.items() if len(v)},
-        data_dir=p.cfg.data or (str(Path(p.cfg.data_dir).resolve()) if p.cfg.data_dir else None),
-        shard_size=p.cfg.shard_size, dataset=p.dataset.name,
-        superclasses=list(p.dataset.superclasses), fine_to_coarse=list(p.dataset.fine_to_coarse),
-    )  # fmt: skip
-
-
-def write_manifest(p: ExtractionPlan, summary: ExtractionSummary | None) -> dict:
-    return manifest(p).write(p.store, summary.__dict__ if summary else None)
