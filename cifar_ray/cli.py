@@ -91,6 +91,7 @@ def extract(
     gpus_per_actor: opt.GpusPerActor = X.gpus_per_actor,
     max_retries: opt.MaxRetries = X.max_retries,
     shard_timeout: opt.ShardTimeout = X.shard_timeout,
+    start_timeout: opt.StartTimeout = X.start_timeout,
     overwrite: opt.Overwrite = X.overwrite,
     data: opt.Data = X.data,
     resize: opt.Resize = X.resize,

@@ -42,6 +42,12 @@ ShardTimeout = Annotated[
     float | None,
     typer.Option(help="Seconds an actor may hold shards without progress (default: derived)."),
 ]
+StartTimeout = Annotated[
+    float,
+    typer.Option(
+        help="Seconds a placed actor may take to start (build the model) before it is replaced."
+    ),
+]
 Overwrite = Annotated[bool, typer.Option(help="Replace features made differently.")]
 Data = Annotated[
     str | None,

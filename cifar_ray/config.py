@@ -21,6 +21,11 @@ DATASETS = ("cifar10", "cifar100")  # source.cifar.SOURCES holds what each one i
 # for FACTOR x the slowest shard so far (before any: x its warm-up), at least MIN_S, is stuck.
 SHARD_TIMEOUT_FACTOR = 10.0
 SHARD_TIMEOUT_MIN_S = 60.0
+# extract/pool.py: an actor placed on a node whose constructor (import TensorFlow, build the
+# model, one warm-up batch: about a minute on a slow CPU) has not returned after this is stuck
+# starting (a stopped process, a hung GPU driver): a failed start (--start-timeout sets it).
+# Not placed yet (waiting for the autoscaler to bring a node) is not bounded.
+ACTOR_START_TIMEOUT_S = 600.0
 # extract/preflight.py: one batch's activations, estimated per pixel of the resized image
 # (InceptionV3 at 75 px, batch 256: about 2.3 MB an image), may take this share of memory.
 ACTIVATION_BYTES_PER_PIXEL = 400
@@ -93,6 +98,7 @@ class ExtractConfig:
     in_flight: int = 2  # shards queued per actor so the device never waits on the host
     max_retries: int = 3
     shard_timeout: float | None = None  # seconds without progress; None: from measurements
+    start_timeout: float = ACTOR_START_TIMEOUT_S  # seconds from placed to ready
     overwrite: bool = False
     # Your own images (source/images): --data names them; CIFAR stays the default without it.
     data: str | None = None  # an image folder tree, Parquet files or WebDataset tars
@@ -125,8 +131,11 @@ class ExtractConfig:
             raise UserError(f"--actors must be positive, got {self.actors}")
         if self.max_retries < 0:
             raise UserError(f"--max-retries must be 0 or more, got {self.max_retries}")
-        if self.shard_timeout is not None and not 0 < self.shard_timeout < math.inf:
-            raise UserError(f"--shard-timeout must be positive seconds, got {self.shard_timeout}")
+        for name in ("shard_timeout", "start_timeout"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < math.inf:
+                flag = name.replace("_", "-")
+                raise UserError(f"--{flag} must be positive seconds, got {value}")
         if not 0 < self.gpus_per_actor <= 8:
             raise UserError(f"--gpus-per-actor must be in (0, 8], got {self.gpus_per_actor}")
 

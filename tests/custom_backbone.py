@@ -193,7 +193,17 @@ def _block_once(x):
     return x
 
 
-for _factory in (fails_in_actor, dies_in_actor, raises_in_actor, rendezvous, hangs_once):
+def blocks_in_actor(input_shape, weights=None):
+    """Builds in the driver; in an actor the build never returns (a hung driver, a stopped
+    process): the actor is placed and alive, and never ready."""
+    deadline = time.monotonic() + 600  # the start bound ends it first; never block for ever
+    while _in_ray_actor() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return small_cnn(input_shape, weights)
+
+
+_STARTS = (fails_in_actor, dies_in_actor, raises_in_actor, rendezvous, hangs_once, blocks_in_actor)
+for _factory in _STARTS:
     _factory.backbone_spec = {**small_cnn.backbone_spec, "name": _factory.__name__}
 
 

@@ -199,19 +199,22 @@ def test_sigterm_stops_ray_and_says_so(tmp_path, cifar_archive):
 
 
 @pytest.mark.parametrize(
-    ("factory", "shown"),
+    ("factory", "shown", "more"),
     [
-        ("fails_in_actor", f"InvalidArgumentError: assertion failed: [{SIMULATED_OOM}]"),
-        ("dies_in_actor", "no actor could start: its process died: "),
+        ("fails_in_actor", f"InvalidArgumentError: assertion failed: [{SIMULATED_OOM}]", []),
+        ("dies_in_actor", "no actor could start: its process died: ", []),
+        # placed, never ready: it used to run for ever saying it waited for the cluster
+        ("blocks_in_actor", "s after it was placed (bound 5 s): stuck while starting (node ",
+         ["--start-timeout", "5"]),
     ],
-)
-def test_an_actor_that_cannot_start_ends_the_job(tmp_path, cifar_archive, factory, shown):
+)  # fmt: skip
+def test_an_actor_that_cannot_start_ends_the_job(tmp_path, cifar_archive, factory, shown, more):
     """Before: the failed actor was taken for a node that went away and restarted every 5 s,
     silently, for ever. Now: exit 1 naming every shard and the actor's error, nothing left."""
     out, tag = tmp_path / "out", uuid.uuid4().hex
     args = ["extract", "--local", "--data-dir", cifar_archive, "--weights", "none",
             "--backbone", f"tests.custom_backbone:{factory}", "--image-size", "32",
-            "--limit", "24", "--shard-size", "12", "--out", out]  # fmt: skip
+            "--limit", "24", "--shard-size", "12", "--out", out, *more]  # fmt: skip
     proc = start_cli(*args, env={RUN_TAG_ENV: tag})
     try:
         _, stderr = proc.communicate(timeout=400)  # the bound: it used to run for ever

@@ -9,7 +9,7 @@ import pytest
 
 from cifar_ray.errors import UserError
 from cifar_ray.extract import pool
-from cifar_ray.extract.distributor import autoscaler_bundles
+from cifar_ray.extract.placement import autoscaler_bundles
 from cifar_ray.extract.pool import ElasticPool
 from cifar_ray.extract.scheduler import ActorDied, PoolShape, Scheduler, TaskFailed, shape_for
 from cifar_ray.extract.watchdog import Watchdog
@@ -53,6 +53,7 @@ class FakeCluster:
     tickets: list = field(default_factory=list)
     violations: list = field(default_factory=list)
     abandoned: list = field(default_factory=list)  # tickets the scheduler will never read
+    unplaced: bool = False  # actors wait for room (an autoscaler) instead of being placed
     _ids: itertools.count = field(default_factory=itertools.count)
 
     def clock(self) -> float:
@@ -74,6 +75,9 @@ class FakeCluster:
         ticket = Ticket(actor, self.now + START_S)
         self.tickets.append(ticket)
         return actor, ticket
+
+    def placed(self, actor) -> str | None:
+        return None if self.unplaced else f"ip-{actor.node}"
 
     def _load(self, node: str) -> int:
         return sum(1 for a in self.actors if a.node == node and not a.dead)
@@ -293,7 +297,7 @@ def test_autoscaler_is_asked_for_gpu_actors_only_with_actors_on_a_cluster():
 def test_with_no_actor_placed_the_pool_says_what_it_waits_for(caplog):
     """An actor the cluster cannot place (no node big enough yet) is waited for, not failed,
     but the user hears what the job waits for, once a minute, not on every poll."""
-    cluster = FakeCluster(nodes_={"n1": {"cpus": 1, "gpus": 0}})
+    cluster = FakeCluster(nodes_={"n1": {"cpus": 1, "gpus": 0}}, unplaced=True)
     start = FakeCluster.start
 
     def unplaceable(self, node_id, shape):
@@ -309,6 +313,60 @@ def test_with_no_actor_placed_the_pool_says_what_it_waits_for(caplog):
     said = [r.getMessage() for r in caplog.records if "waiting for the cluster" in r.message]
     assert len(said) == 5 and not actors.ready
     assert said[0].startswith("no actor is up after 60 s") and "1 actor(s)" in said[0]
+
+
+# --- a start that never ends -------------------------------------------------------------------
+def _never_ready(cluster: FakeCluster, nodes: set[str]) -> None:
+    """Actors started on `nodes` are placed but their constructor never returns (SIGSTOP)."""
+    start = FakeCluster.start
+
+    def stuck(self, node_id, shape):
+        actor, ticket = start(self, node_id, shape)
+        if actor.node in nodes:
+            ticket.done_at = float("inf")
+        return actor, ticket
+
+    cluster.start = stuck.__get__(cluster)
+
+
+def test_an_actor_placed_but_never_ready_is_a_failed_start_and_three_end_the_job(caplog):
+    cluster = FakeCluster()
+    _never_ready(cluster, {"n1"})
+    actors = ElasticPool(cluster, clock=cluster.clock, start_bound_s=30.0)
+    scheduler = Scheduler(actors, cluster, clock=cluster.clock)
+    results = scheduler.run(_shards(3))
+    assert len(cluster.actors) == pool.MAX_START_FAILURES and all(a.dead for a in cluster.actors)
+    assert not results.records and sorted(results.failed) == [s.key for s in _shards(3)]
+    (reason,) = set(results.failed.values())
+    assert reason.startswith("no actor could start: not ready 30 s after it was placed (bound")
+    assert reason.endswith("stuck while starting (node ip-n1)")
+    assert 90 <= cluster.now < 100  # three bounds of fake time, not for ever
+    assert not [r for r in caplog.records if "waiting for the cluster to place" in r.message]
+
+
+def test_a_stuck_start_on_one_node_is_replaced_while_others_work():
+    cluster = FakeCluster(nodes_={"good": {"cpus": 1, "gpus": 0}, "bad": {"cpus": 1, "gpus": 0}})
+    _never_ready(cluster, {"bad"})
+    actors, results = _run_bounded(cluster, _shards(80), start_bound_s=10.0)
+    assert _keys(results) == sorted(s.key for s in _shards(80)) and not results.failed
+    assert [a.node for a in cluster.actors].count("bad") == 1 and actors.bad_nodes == {"bad"}
+
+
+def test_an_actor_not_placed_yet_is_not_bounded():
+    cluster = FakeCluster(unplaced=True)
+    _never_ready(cluster, {"n1"})
+    actors = ElasticPool(cluster, clock=cluster.clock, start_bound_s=10.0)
+    for _ in range(600):
+        cluster.now += 1.0
+        actors.poll()
+    assert len(cluster.actors) == 1 and not cluster.actors[0].dead and actors.starting
+
+
+def _run_bounded(cluster: FakeCluster, todo: list[Shard], start_bound_s: float):
+    actors = ElasticPool(cluster, clock=cluster.clock, start_bound_s=start_bound_s)
+    results = Scheduler(actors, cluster, clock=cluster.clock).run(todo)
+    actors.shutdown()
+    return actors, results
 
 
 # --- the watchdog ------------------------------------------------------------------------------

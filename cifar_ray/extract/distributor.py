@@ -16,13 +16,14 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from cifar_ray import progress, ray_runtime
+from cifar_ray import progress
 from cifar_ray.embed.embedder import EmbedderSpec
 from cifar_ray.embed.tfsetup import configure_tensorflow
 from cifar_ray.errors import StorageRefused, UserError, first_line
 from cifar_ray.extract import preflight
 from cifar_ray.extract.embedding_watch import EmbeddingWatch
 from cifar_ray.extract.inputs import ShardPixels
+from cifar_ray.extract.placement import Placement, request_actors, request_bundles
 from cifar_ray.extract.pool import ElasticPool
 from cifar_ray.extract.ray_errors import death, task_reason
 from cifar_ray.extract.scheduler import (
@@ -89,6 +90,7 @@ class RayBackend:
         self.pixels: ShardPixels | None = None
         self._metadata = None  # the plan's file metadata, in the object store once
         self.abandoned: list = []  # tickets the scheduler will not read (see drain)
+        self.placement = Placement()
 
     def set_work(self, metadata: dict, pixels: ShardPixels) -> None:
         """What shards need, known once the dataset is read (the actors may be up already)."""
@@ -104,11 +106,17 @@ class RayBackend:
         """On `node_id` when given (a node that has none of our actors), else spread."""
         spec = EmbedderSpec(**{**self.spec.__dict__, "threads": self.spec.threads or shape.threads})
         where = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
+        name = self.placement.new_name()
         actor = self.worker.options(
             num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=0, max_task_retries=0,
             max_concurrency=self.in_flight + 1, scheduling_strategy=where,  # +1: `embedding`
+            name=name,  # Ray's state API finds it by name: is it placed yet? (placement.py)
         ).remote(spec, self.loc, self.startup)  # fmt: skip
+        self.placement.names[actor] = name
         return actor, actor.info.remote()
+
+    def placed(self, actor) -> str | None:
+        return self.placement.placed(actor)
 
     def submit(self, actor, shard: Shard):
         return self.pixels.submit(actor, shard, self._metadata)
@@ -191,23 +199,23 @@ class Launch:
         self.pool.shutdown()
         self.backend.drain()
         if self.requested:
-            _request_bundles([])  # the request persists until replaced: give it back
+            request_bundles([])  # the request persists until replaced: give it back
 
 
 def launch(spec: EmbedderSpec, loc: Location, startup: dict, *, actors: int | None,
-           gpus_per_actor: float, in_flight: int) -> Launch:  # fmt: skip
+           gpus_per_actor: float, in_flight: int, start_timeout: float) -> Launch:  # fmt: skip
     """Ask for the actors now; their start-up errors surface when the pool is polled."""
     backend = RayBackend(spec, loc, startup, actors, gpus_per_actor, in_flight)
     preflight.warn_unplaceable(actors, ray.cluster_resources(), gpus_per_actor)
     requested = request_actors(actors, gpus_per_actor)
     try:
-        pool = ElasticPool(backend)
+        pool = ElasticPool(backend, start_bound_s=start_timeout)
         progress.phase(f"starting {len(pool.starting)} embedder actor(s) for {spec.backbone}: "
                      "each imports TensorFlow and builds the model")  # fmt: skip
         return Launch(backend, pool, requested)
     except BaseException:
         if requested:
-            _request_bundles([])
+            request_bundles([])
         raise
 
 
@@ -228,6 +236,7 @@ def run(
     in_flight: int,
     max_retries: int,
     shard_timeout: float | None,
+    start_timeout: float,
     on_shard: Callable[[ShardRecord], None] = lambda r: None,
     pixels: ShardPixels | None = None,
     launched: Launch | None = None,
@@ -245,7 +254,8 @@ def run(
     try:
         if launched is None:
             launched = launch(spec, loc, startup_metadata(metadata), actors=actors,
-                              gpus_per_actor=gpus_per_actor, in_flight=in_flight)  # fmt: skip
+                              gpus_per_actor=gpus_per_actor, in_flight=in_flight,
+                              start_timeout=start_timeout)  # fmt: skip
         launched.backend.set_work(metadata, pixels or ShardPixels(dataset))
         pool = launched.pool
         scheduler = Scheduler(pool, launched.backend, in_flight=in_flight,
@@ -266,30 +276,3 @@ def run(
         actors_replaced=pool.replaced, actors_retired=pool.retired, actors=pool.started,
         stopped=results.stopped,
     )  # fmt: skip
-
-
-def autoscaler_bundles(actors: int | None, gpus_per_actor: float, local: bool) -> list[dict]:
-    """What to ask the autoscaler for: with `--actors N` on a cluster, N bundles of a GPU
-    actor's shape, so a job submitted before any GPU worker is up brings them up (a cluster
-    that has no such node type, or no autoscaler, leaves the request unmet and harmless).
-    Nothing on an embedded Ray, or without --actors (the pool follows the cluster it finds)."""
-    if local or not actors:
-        return []
-    return [{"CPU": 1.0, "GPU": gpus_per_actor} for _ in range(actors)]
-
-
-def request_actors(actors: int | None, gpus_per_actor: float) -> bool:
-    bundles = autoscaler_bundles(actors, gpus_per_actor, ray_runtime.started_locally())
-    if bundles:
-        log.info("asking the autoscaler for %d GPU actor(s)", len(bundles))
-        _request_bundles(bundles)
-    return bool(bundles)
-
-
-def _request_bundles(bundles: list[dict]) -> None:
-    from ray.autoscaler.sdk import request_resources
-
-    try:
-        request_resources(bundles=bundles)
-    except Exception as exc:  # a hint only: a cluster without an autoscaler must still run
-        log.warning("could not ask the autoscaler for resources: %s", exc)

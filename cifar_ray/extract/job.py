@@ -135,7 +135,7 @@ def launch(cfg: ExtractConfig) -> distributor.Launch:
                "store": store_name(backbone.name, own_images.dataset_key(cfg))}  # fmt: skip
     return distributor.launch(
         spec, Location(cfg.out), startup, actors=cfg.actors,
-        gpus_per_actor=cfg.gpus_per_actor, in_flight=cfg.in_flight,
+        gpus_per_actor=cfg.gpus_per_actor, in_flight=cfg.in_flight, start_timeout=cfg.start_timeout,
     )  # fmt: skip
 
 
@@ -215,7 +215,8 @@ def execute(
                 p.dataset, p.todo, p.spec, p.store.loc, p.metadata,
                 actors=p.cfg.actors, gpus_per_actor=p.cfg.gpus_per_actor,
                 in_flight=p.cfg.in_flight, max_retries=p.cfg.max_retries,
-                shard_timeout=p.cfg.shard_timeout, on_shard=published,
+                shard_timeout=p.cfg.shard_timeout, start_timeout=p.cfg.start_timeout,
+                on_shard=published,
                 pixels=pixels or own_images.shard_items(p), launched=launched,
                 on_embedding=on_embedding,
             )  # fmt: skip

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from cifar_ray import progress
+from cifar_ray.config import ACTOR_START_TIMEOUT_S
 from cifar_ray.errors import UserError
 from cifar_ray.extract.scheduler import ActorDied, Backend, NoActorCouldStart, PoolShape
 from cifar_ray.extract.watchdog import WAITING_SAY_EVERY_S
@@ -31,8 +32,11 @@ class ElasticPool:
         backend: Backend,
         clock: Callable[[], float] = time.monotonic,
         max_start_failures: int = MAX_START_FAILURES,
+        start_bound_s: float = ACTOR_START_TIMEOUT_S,
     ):
         self.backend, self.clock, self.max_start_failures = backend, clock, max_start_failures
+        self.start_bound_s = start_bound_s  # placed, not ready by then: a failed start
+        self.placed_at: dict = {}  # starting actor -> (clock() when first seen placed, node)
         self.ready: list = []
         self.starting: dict = {}  # actor -> (its info ticket, when it was asked for)
         self.retiring: list = []  # CPU actors a GPU actor replaced: no new work, then killed
@@ -105,8 +109,9 @@ class ElasticPool:
             for ticket in self.backend.wait(list(tickets), 0):
                 self._promote(tickets[ticket], ticket)
         now = self.clock()
+        self._bound_starts(now)
         for actor, (_, since) in list(self.starting.items()):
-            if self.ready and now - since > PLACEMENT_TIMEOUT_S:
+            if actor not in self.placed_at and self.ready and now - since > PLACEMENT_TIMEOUT_S:
                 log.warning("gave up on an actor the cluster could not place")
                 self._kill(actor)
         if now - self._resized_at > RESIZE_EVERY_S:
@@ -114,6 +119,21 @@ class ElasticPool:
             self._grow()
         self._retire_cpu_actors()
         self._say_what_it_waits_for(now)
+
+    def _bound_starts(self, now: float) -> None:
+        """An actor on a node whose constructor never returns (a stopped process, a hung
+        driver) is a failed start: killed, replaced, and a few in a row end the job."""
+        for actor in list(self.starting):
+            if actor not in self.placed_at:
+                node = self.backend.placed(actor)
+                if node is not None:
+                    self.placed_at[actor] = (now, node)
+                continue
+            since, node = self.placed_at[actor]
+            if now - since > self.start_bound_s:
+                error = (f"not ready {now - since:.0f} s after it was placed (bound "
+                         f"{self.start_bound_s:.0f} s): stuck while starting")  # fmt: skip
+                self._start_failed(actor, error, node, self.node_of.get(actor))
 
     def _say_what_it_waits_for(self, now: float) -> None:
         """An actor the cluster cannot place yet (no GPU node up, or none big enough) is not a
@@ -124,6 +144,11 @@ class ElasticPool:
         if since < WAITING_SAY_EVERY_S:
             return
         self._said_waiting_at = now
+        placed = sum(1 for a in self.starting if a in self.placed_at)
+        if placed:
+            log.warning("no actor is up after %.0f s: %d actor(s) placed, still starting (building"
+                        " the model; bound %.0f s)", since, placed, self.start_bound_s)  # fmt: skip
+            return
         shape = self.backend.shape()
         log.warning("no actor is up after %.0f s: waiting for the cluster to place %d actor(s) "
                     "of {CPU: %s, GPU: %s}", since, len(self.starting), shape.num_cpus,
@@ -139,6 +164,7 @@ class ElasticPool:
 
     def _promote(self, actor, ticket) -> None:
         _, asked_at = self.starting.pop(actor)
+        self.placed_at.pop(actor, None)
         try:
             info = self.backend.result(ticket)
         except ActorDied as exc:  # its process died while starting: a crash or its node left
@@ -196,6 +222,7 @@ class ElasticPool:
 
     def _kill(self, actor) -> None:
         self.starting.pop(actor, None)
+        self.placed_at.pop(actor, None)
         self.node_of.pop(actor, None)
         self.ip_of.pop(actor, None)
         self.warmup_s.pop(actor, None)

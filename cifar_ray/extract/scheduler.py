@@ -88,6 +88,10 @@ class Backend(Protocol):
         """Start an actor (on `node_id`, softly, when given); the ticket yields its `info`:
         {"error": str | None, "user_error": bool, "digest", "node_id", "node_ip", "gpus"}."""
 
+    def placed(self, actor: Actor) -> str | None:
+        """The node a starting actor is placed on, its constructor running (None: the cluster
+        has not found room for it yet): only a placed actor's start is bounded."""
+
     def submit(self, actor: Actor, shard: Shard) -> Ticket: ...
 
     def wait(self, tickets: list[Ticket], timeout: float) -> list[Ticket]:
