@@ -87,6 +87,8 @@ def neighbours_command(
     fan_out: opt.FanOut = A.fan_out,
 ) -> None:
     """Nearest training images of every test image, near-duplicates across splits (OUT/index/)."""
+    if fan_out and not address:  # it would search in this process and say nothing
+        raise UserError("--fan-out needs --address (a Ray cluster to run the search on)")
     cfg = AuditConfig(
         out=out, backbone=backbone, data_dir=data_dir, k=k, index=index,
         duplicate_threshold=duplicate_threshold, within_train=within_train, fan_out=fan_out,

@@ -332,3 +332,14 @@ def test_an_audit_json_of_the_wrong_shape_is_left_out_of_the_report_in_one_line(
         with caplog.at_level(logging.WARNING):
             assert collect(loc, {"s": res}) == {}
         assert "audit.json" in caplog.text and "cifar-ray neighbours" in caplog.text
+
+
+def test_fan_out_without_a_cluster_is_refused(tmp_path):
+    """`neighbours OUT --fan-out` without --address searched in this process and said nothing:
+    the option the user gave did nothing."""
+    from cifar_ray.commands_audit import neighbours_command
+    from cifar_ray.errors import UserError
+
+    with pytest.raises(UserError, match="--fan-out needs --address"):
+        neighbours_command(str(tmp_path), fan_out=True)
+    assert not list(tmp_path.iterdir())
