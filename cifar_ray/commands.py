@@ -134,7 +134,12 @@ def train(cfg: TrainConfig, *, local: bool, address: str | None, verbose: bool,
                      "them again)")  # fmt: skip
     results = dict(plan.kept)
     if plan.loaded:
-        with ray_session(local, address, verbose):
+        from cifar_ray.store import lease
+
+        with (
+            lease.held(Location(cfg.out), list(plan.loaded), kind="train"),
+            ray_session(local, address, verbose),
+        ):
             from cifar_ray.cluster import check_out_is_shared
 
             check_out_is_shared(cfg.out)  # the Ray Train worker writes the model to OUT

@@ -87,7 +87,7 @@ def test_a_run_that_embeds_nothing_keeps_the_last_throughput(tmp_path):
     store = FeatureStore(Location(str(tmp_path)), "toy")
     manifest = Manifest("toy", "fp", ["a"], {"train": 2}, "/data", 2)
     speed = {"images": 2, "seconds": 1.0, "images_per_s": 2.0, "steady_images_per_s": 2.0,
-             "first_shard_s": 0.1}  # fmt: skip
+             "first_shard_s": 0.1, "actors_replaced": 0}  # fmt: skip
     manifest.write(store, {**speed, "computed": 1})
     again = manifest.write(store, {"images": 0, "computed": 0})
     assert again["throughput"] == speed and again["last_run"] == {"images": 0, "computed": 0}

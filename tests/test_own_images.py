@@ -189,3 +189,18 @@ def test_train_refuses_a_store_of_unlabelled_images_in_one_line(tmp_path):
     FeatureStore(loc, "smallcnn@photos").write_json("manifest.json", manifest)
     with pytest.raises(UserError, match="unlabelled images"):
         latents.load(loc, "smallcnn@photos")
+
+
+@pytest.mark.parametrize("kind", ["parquet", "webdataset"])
+def test_files_without_a_split_name_beside_named_ones_are_refused_in_one_line(tmp_path, kind):
+    if kind == "parquet":
+        image_files.write_hf_parquet(tmp_path, 4, 0, files_per_split=1)
+        (tmp_path / "train-00000-of-00001.parquet").rename(tmp_path / "extra.parquet")
+        image_files.write_hf_parquet(tmp_path, 4, 0, files_per_split=1)
+    else:
+        image_files.write_webdataset(tmp_path, 4, 0, shard_size=4)
+        (tmp_path / "train-000000.tar").rename(tmp_path / "extra.tar")
+        image_files.write_webdataset(tmp_path, 4, 0, shard_size=4)
+    with pytest.raises(UserError, match=r"extra\.(parquet|tar).*no split name.*rename") as err:
+        _open(str(tmp_path))
+    assert "\n" not in str(err.value)

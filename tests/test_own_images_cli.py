@@ -16,8 +16,8 @@ import pytest
 from cifar_ray.bench.image_folder import encode
 from cifar_ray.source import cifar
 from tests import image_files
-from tests.conftest import kill_group, run_cli, start_cli
-from tests.test_faults import _workers
+from tests.conftest import kill_group, run_cli, start_cli, tree_files
+from tests.test_faults import SLOW, _wait_for, _workers
 
 pytestmark = pytest.mark.ray
 
@@ -130,3 +130,31 @@ def test_a_webdataset_rerun_skips_every_shard_and_keeps_every_image_once(tmp_pat
         assert sorted(rows["id"]) == list(range(PER_SPLIT))
         by_id = dict(zip(rows["id"], rows["label"], strict=True))
         assert [by_id[i] for i in range(PER_SPLIT)] == list(labels)
+
+
+def test_sigint_and_resume_on_an_image_folder_give_every_readable_image_once(tmp_path):
+    """Issue 22: Ctrl-C once a shard is published (exit 130), then a re-run to the end: each
+    split folder, read as a Parquet dataset, holds every readable image once, no bad one."""
+    photos = tmp_path / "photos"
+    image_files.write_folder_tree(photos, 16, 16, "png")
+    bad = {
+        str(p.relative_to(photos)) for p in image_files.write_bad_images(photos / "test" / "cat")
+    }
+    readable = {rel for rel in tree_files(photos) if (photos / rel).is_file()} - bad
+    out = tmp_path / "out"
+    args = ["extract", "--local", "--data", photos, "--out", out, *TINY]
+    records = _store(out, "photos") / "_shards"
+    proc = start_cli(*args, env=SLOW)
+    try:
+        _wait_for(lambda: records.is_dir() and any(records.glob("*.json")), proc)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 130, stderr[-3000:]
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already done, skipped" in again.stderr  # it resumed: the published shards kept
+    for split in ("train", "test"):
+        paths = _rows(_store(out, "photos") / split)["path"]
+        assert sorted(paths) == sorted(r for r in readable if r.startswith(f"{split}/"))

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +96,21 @@ def test_an_interrupted_train_says_what_it_keeps(tmp_path):
     assert proc.returncode == 130, stderr[-2000:]
     last = stderr.strip().splitlines()[-1]
     assert last == "cifar-ray: interrupted; training checkpoints are kept, re-run to resume"
+
+
+def test_a_second_train_on_a_store_is_refused_in_one_line(tmp_path):
+    """A train is running on the store (its lease, renewed by this live process): a second
+    is refused before Ray starts and leaves the first's lease be. No Ray runs here."""
+    out = tmp_path / "out"
+    _store(out)
+    first = out / "leases" / "train" / "toy.json"
+    first.parent.mkdir(parents=True)
+    body = {"run": "first", "host": socket.gethostname(), "pid": os.getpid(),
+            "since_unix": round(time.time()), "expires_unix": round(time.time() + 600)}  # fmt: skip
+    first.write_text(json.dumps(body))
+    result = _train(out, tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "another train is running on this store" in result.stderr
+    assert "checkpoints" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(first.read_text())["run"] == "first"
+    assert not (out / "models" / "toy" / "head.keras").exists()

@@ -13,6 +13,7 @@
     OUT/index/<store>/                                             neighbours and duplicates (audit)
     OUT/report/                                                    metrics.json, report.*, *.png
     OUT/leases/<backbone>.json                                     the extract running on a store
+    OUT/leases/train/<backbone>.json                               the train running on a store
 
 A store is named by its backbone and dataset: CIFAR-10's by the backbone alone (`inceptionv3`,
 as always), any other dataset's as `<backbone>@<dataset>` (`inceptionv3@cifar100`). That one
@@ -173,5 +174,9 @@ class Layout:
         return f"{self.report_dir()}/{name}"
 
     # --- OUT/leases/ ---------------------------------------------------------------------
-    def lease(self, backbone: str) -> str:
-        return self.loc.path(LEASES, f"{backbone}.json")
+    def lease(self, backbone: str, kind: str = "extract") -> str:
+        """An extract's lease; another kind's in a folder of its own (a store name has no
+        "/", so no store's lease is another kind's)."""
+        if kind == "extract":
+            return self.loc.path(LEASES, f"{backbone}.json")
+        return self.loc.path(LEASES, kind, f"{backbone}.json")

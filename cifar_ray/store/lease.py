@@ -7,7 +7,11 @@ while it runs and given back at its end. A second run finds a live lease and is 
 one line; a lease its run did not renew for LEASE_S (the run was killed) has lapsed, and the
 next run takes it over. Object stores have no atomic create, so two runs that start within
 LEASE_SETTLE_S of each other are told apart by re-reading: the last writer keeps the lease.
-A lost race costs only the duplicate work it used to."""
+A lost race costs only the duplicate work it used to.
+
+`train` holds a lease of its own kind, `OUT/leases/train/<store>.json`: two trains on one
+store would break each other's Ray Train checkpoints; `run`, which extracts then trains in
+one process, holds each kind in turn and never meets itself."""
 
 from __future__ import annotations
 
@@ -30,13 +34,19 @@ from cifar_ray.store.locations import Location
 
 log = logging.getLogger(__name__)
 
+HARM = {  # what a second run of each kind would do, as the refusal says
+    "extract": "this one would compute the same shards again",
+    "train": "the two would break each other's Ray Train checkpoints",
+}
+
 
 class Lease:
-    def __init__(self, loc: Location, stores: list[str], lease_s: float = LEASE_S):
-        self.loc, self.stores, self.lease_s = loc, stores, lease_s
+    def __init__(self, loc: Location, stores: list[str], lease_s: float = LEASE_S,
+                 kind: str = "extract"):  # fmt: skip
+        self.loc, self.stores, self.lease_s, self.kind = loc, stores, lease_s, kind
         self.run = uuid.uuid4().hex
         self.since = time.time()
-        self.paths = [Layout(loc).lease(name) for name in stores]
+        self.paths = [Layout(loc).lease(name, kind) for name in stores]
         self.made: list[Path] = []  # folders the lease created: removed with it, when empty
 
     def body(self) -> bytes:
@@ -78,8 +88,8 @@ class Lease:
             return
         self.release()
         raise UserError(
-            f"another extract is running on this store (pid {held.get('pid')} on "
-            f"{held.get('host')}, lease {path}); this one would compute the same shards again. "
+            f"another {self.kind} is running on this store (pid {held.get('pid')} on "
+            f"{held.get('host')}, lease {path}); {HARM[self.kind]}. "
             f"Wait for it; if it was killed, its lease lapses in {left:.0f} s"
         )
 
@@ -128,9 +138,10 @@ def _read(loc: Location, path: str) -> dict | None:
 
 
 @contextlib.contextmanager
-def held(loc: Location, stores: list[str], renew_s: float = LEASE_RENEW_S) -> Iterator[Lease]:
+def held(loc: Location, stores: list[str], renew_s: float = LEASE_RENEW_S,
+         kind: str = "extract") -> Iterator[Lease]:  # fmt: skip
     """The leases on `stores`, renewed in a thread while the block runs, given back after."""
-    lease = Lease(loc, stores)
+    lease = Lease(loc, stores, kind=kind)
     lease.acquire()
     stop = threading.Event()
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from cifar_ray.errors import UserError
+
 UNLABELLED = -1
 SPLIT_NAMES = ("train", "val", "test")  # in the order they are planned
 
@@ -127,3 +129,17 @@ def split_name(rel: str, by_file_name: bool = False) -> str:
             if any(word == a or word.startswith((f"{a}-", f"{a}_", f"{a}.")) for a in aliases):
                 return name
     return ""
+
+
+def split_names_of_files(rels, uri: str) -> dict[str, str]:
+    """Each Parquet or tar file's split, by its name. All named or none named: a file
+    without a split name beside named ones would belong to no split and be dropped unseen."""
+    names = {rel: split_name(rel, by_file_name=True) for rel in rels}
+    unnamed = [rel for rel, name in names.items() if not name]
+    if unnamed and len(unnamed) < len(names):
+        raise UserError(
+            f"--data {uri}: {unnamed[0]} has no split name (train-, val-, test-) but "
+            f"{next(r for r, n in names.items() if n)} has; rename it, or name no file "
+            "by its split so that --test-fraction makes a seeded train/test split"
+        )
+    return names

@@ -10,7 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cifar_ray.errors import UserError
-from cifar_ray.source.images.dataset import UNLABELLED, ImageDataset, Item, split_name, splits_of
+from cifar_ray.source.images.dataset import (
+    UNLABELLED,
+    ImageDataset,
+    Item,
+    split_names_of_files,
+    splits_of,
+)
 from cifar_ray.source.images.listing import Found, dataset_name
 from cifar_ray.store.locations import storage_error
 
@@ -18,12 +24,13 @@ from cifar_ray.store.locations import storage_error
 def read(found: Found, image_column: str, label_column: str, fraction: float,
          seed: int) -> ImageDataset:  # fmt: skip
     files = found.with_ext(".parquet")
+    split_by_file = split_names_of_files(files, found.loc.uri)
     groups: dict[str, tuple[list, list]] = {}
     raw_labels, names = {}, None
     for rel, listed in files.items():
         meta, labels, names = _footer_and_labels(found, listed.path, image_column, label_column)
         raw_labels[rel] = labels
-        split = split_name(rel, by_file_name=True)
+        split = split_by_file[rel]
         items, _ = groups.setdefault(split, ([], []))
         row = 0
         for group in range(meta.num_row_groups):
@@ -32,7 +39,7 @@ def read(found: Found, image_column: str, label_column: str, fraction: float,
                 row += 1
     classes, index = _classes(raw_labels, names)
     for rel in files:
-        groups[split_name(rel, by_file_name=True)][1].extend(
+        groups[split_by_file[rel]][1].extend(
             UNLABELLED if v is None else index[v] for v in raw_labels[rel]
         )
     settings = {"kind": "parquet", "image_column": image_column, "label_column": label_column,

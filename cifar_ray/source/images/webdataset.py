@@ -8,7 +8,13 @@ import json
 import tarfile
 
 from cifar_ray.errors import UserError
-from cifar_ray.source.images.dataset import UNLABELLED, ImageDataset, Item, split_name, splits_of
+from cifar_ray.source.images.dataset import (
+    UNLABELLED,
+    ImageDataset,
+    Item,
+    split_names_of_files,
+    splits_of,
+)
 from cifar_ray.source.images.listing import IMAGE_EXTENSIONS, Found, dataset_name
 from cifar_ray.store.locations import storage_error
 
@@ -17,6 +23,7 @@ LABEL_KEYS = ("label", "cls", "class")
 
 def read(found: Found, fraction: float, seed: int) -> ImageDataset:
     tars = found.with_ext(".tar")
+    split_by_file = split_names_of_files(tars, found.loc.uri)
     per_tar, values = {}, set()
     for rel, listed in tars.items():
         per_tar[rel] = _members(found, listed.path, rel)
@@ -26,7 +33,7 @@ def read(found: Found, fraction: float, seed: int) -> ImageDataset:
         else {i: i for i in range(len(classes))}  # fmt: skip
     groups: dict[str, tuple[list, list]] = {}
     for rel, members in per_tar.items():
-        items, labels = groups.setdefault(split_name(rel, by_file_name=True), ([], []))
+        items, labels = groups.setdefault(split_by_file[rel], ([], []))
         for item, value in members:
             items.append(item)
             labels.append(UNLABELLED if value is None or not classes else index[value])
