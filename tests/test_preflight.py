@@ -78,6 +78,20 @@ def test_a_fifo_or_device_is_named_as_such(tmp_path):
     check_data_dir(str(tmp_path))  # a folder that opens: the reader decides the rest
 
 
+@pytest.mark.parametrize("inside", ["cifar-10-python.tar.gz", "cifar-10-batches-py/data_batch_1"])
+def test_a_fifo_the_folder_resolves_to_is_named_before_ray(tmp_path, inside):
+    """Before: a FIFO named like the archive inside --data-dir passed, Ray started, and 18 s
+    later the reader said "no CIFAR-10 here"."""
+    from cifar_ray.extract.configs import backbone_configs
+
+    fifo = tmp_path / "data" / inside
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    cfg = ExtractConfig(out=str(tmp_path / "out"), data_dir=str(tmp_path / "data"))
+    with pytest.raises(UserError, match=rf"^{fifo} is a FIFO \(named pipe\), not a file or"):
+        backbone_configs(cfg, local=True)  # returns at once: the FIFO is never opened
+
+
 # Every case runs in one fresh interpreter: the refusal, and whether Ray was imported by then.
 PROBE = """
 import json, sys

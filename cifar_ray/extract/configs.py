@@ -7,7 +7,7 @@ from dataclasses import replace
 from cifar_ray.config import ExtractConfig, backbone_names
 from cifar_ray.embed import backbones
 from cifar_ray.extract import job, preflight
-from cifar_ray.source.paths import check_data_dir
+from cifar_ray.source.cifar import check_source, source
 from cifar_ray.store.features import FeatureStore
 from cifar_ray.store.locations import Location
 
@@ -17,7 +17,7 @@ def backbone_configs(cfg: ExtractConfig, local: bool) -> list[ExtractConfig]:
     unknown backbones, sizes, weights paths, a --data-dir that is no file or folder, options
     this machine cannot hold) fails here, before Ray starts."""
     Location(cfg.out).check()
-    check_data_dir(cfg.data_dir)
+    check_source(cfg.data_dir, source(cfg.dataset))
     check_overrides(cfg)
     cfgs = [cfg_for(cfg, name) for name in _each_once(backbone_names(cfg.backbone))]
     sizes = [job.embedder_spec(one)[1].image_size for one in cfgs]

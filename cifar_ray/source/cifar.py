@@ -189,8 +189,16 @@ def download(src: Source = CIFAR10) -> Path:
     return Path(path)
 
 
+def check_source(data_dir: str | None, src: Source = CIFAR10) -> None:
+    """Missing, a FIFO or device, unreadable: named, not read; in a folder, what it holds of
+    `src` too (its archive, its first batches)."""
+    firsts = (src.train_batches[0], src.test_batches[0])
+    inside = (*firsts, *(f"{src.batch_dir}/{name}" for name in firsts), src.archive)
+    check_data_dir(data_dir, inside)
+
+
 def _open_source(data_dir: str | None, src: Source = CIFAR10) -> tuple[Callable[[str], bytes], str]:
-    check_data_dir(data_dir)  # missing, a FIFO or device, unreadable: named, not read
+    check_source(data_dir, src)
     path = download(src) if data_dir is None else Path(data_dir).expanduser()
     if path.is_file():
         return _archive_reader(path, src), str(path)

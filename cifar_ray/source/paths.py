@@ -19,19 +19,29 @@ SPECIAL = (
 )
 
 
-def check_data_dir(data_dir: str | None) -> None:
+def check_data_dir(data_dir: str | None, inside: tuple[str, ...] = ()) -> None:
+    """`inside`: what a folder may hold (the archive, the batches); each that is there is checked
+    too, as the folder resolves to it (a FIFO named like the archive would block the reader)."""
     if data_dir is None or "://" in data_dir:  # a download, or a reader of its own
         return
     path = Path(data_dir).expanduser()
+    _check(path, "--data-dir ")
+    if path.is_dir():
+        for name in inside:
+            if os.path.lexists(path / name):
+                _check(path / name, "")
+
+
+def _check(path: Path, flag: str) -> None:
     try:
         mode = path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        raise UserError(f"--data-dir {path}: no such file or directory") from None
+        raise UserError(f"{flag}{path}: no such file or directory") from None
     except OSError as exc:
-        raise UserError(f"--data-dir {path}: cannot be opened ({exc.strerror})") from None
+        raise UserError(f"{flag}{path}: cannot be opened ({exc.strerror})") from None
     for test, kind in SPECIAL:
         if test(mode):
-            raise UserError(f"--data-dir {path} is {kind}, not a file or folder")
+            raise UserError(f"{flag}{path} is {kind}, not a file or folder")
     try:
         if stat.S_ISDIR(mode):
             with os.scandir(path):
@@ -40,4 +50,4 @@ def check_data_dir(data_dir: str | None) -> None:
             with path.open("rb") as file:
                 file.read(1)
     except OSError as exc:
-        raise UserError(f"--data-dir {path}: cannot be opened ({exc.strerror})") from None
+        raise UserError(f"{flag}{path}: cannot be opened ({exc.strerror})") from None
