@@ -59,17 +59,18 @@ def absolute(path: str | None, keywords: tuple[str, ...] = ()) -> str | None:
     return os.path.normpath(Path(path).expanduser().absolute())  # no `x/../y` in the report
 
 
-def _check_out(out: str) -> None:
+def _check_out(out: str, flag: str = "--out") -> None:
     """An empty --out would write into the current folder, and `/` or the home folder would
-    get `features/`, `samples/`, ... beside everything else there: refused, not guessed."""
+    get `features/`, `samples/`, ... beside everything else there: refused, not guessed.
+    `flag`: how the command takes it (`neighbours` takes a positional OUT)."""
     if not out.strip():
-        raise UserError("--out is empty; give a folder or an s3:// / gs:// URI")
+        raise UserError(f"{flag} is empty; give a folder or an s3:// / gs:// URI")
     path = absolute(out)
     if "://" in path:
         return
     resolved = Path(path).resolve()
     if resolved == resolved.parent or resolved == Path.home().resolve():
-        raise UserError(f"--out {out} is a filesystem root or your home folder; give a folder "
+        raise UserError(f"{flag} {out} is a filesystem root or your home folder; give a folder "
                         "of its own, e.g. ./cifar-ray-out")  # fmt: skip
 
 
@@ -245,7 +246,7 @@ class AuditConfig:
     fan_out: bool = False  # with a cluster: Ray tasks even when train fits this machine
 
     def __post_init__(self) -> None:
-        _check_out(self.out)
+        _check_out(self.out, "OUT")
         for name in ("out", "data_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
         if self.k <= 0 or self.query_block <= 0 or self.base_block <= 0:

@@ -25,3 +25,12 @@ def test_a_failed_download_leaves_no_lock_file(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"cannot download CIFAR-10 .*; pass --data-dir"):
         cifar.download(unreachable)
     assert list((tmp_path / "keras" / "datasets").iterdir()) == []  # no lock, no partial file
+
+
+def test_neighbours_names_its_positional_out_as_out():
+    from cifar_ray.config import AuditConfig, ExtractConfig
+
+    with pytest.raises(UserError, match=r"^OUT / is a filesystem root"):
+        AuditConfig(out="/")  # `cifar-ray neighbours /`: there is no --out to name
+    with pytest.raises(UserError, match=r"^--out / is a filesystem root"):
+        ExtractConfig(out="/")
