@@ -114,7 +114,7 @@ def test_train_refuses_a_corrupt_or_mismatched_fingerprint_as_inspect_does(tmp_p
     result = run_cli("train", "--local", "--out", tmp_path, "--backbone", "toy")
     assert result.returncode == 2
     line = _one_line(result)
-    assert "fingerprint.json: corrupt" in line and "use --overwrite" in line
+    assert "fingerprint.json: corrupt" in line and "with --overwrite to replace this store" in line
     assert not (tmp_path / "models").exists()
 
 
@@ -158,7 +158,7 @@ def test_corrupt_fingerprint_refuses_extract_in_one_line(extract_cfg, body):
                      extract_cfg.data_dir, "--weights", "none", "--backbone", "mobilenetv2",
                      "--image-size", "32", "--limit", "20")  # fmt: skip
     assert result.returncode == 2
-    assert "use --overwrite" in _one_line(result)
+    assert "with --overwrite to replace this store" in _one_line(result)
     assert (folder / "fingerprint.json").read_text() == body  # nothing replaced
 
 

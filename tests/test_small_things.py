@@ -34,3 +34,16 @@ def test_neighbours_names_its_positional_out_as_out():
         AuditConfig(out="/")  # `cifar-ray neighbours /`: there is no --out to name
     with pytest.raises(UserError, match=r"^--out / is a filesystem root"):
         ExtractConfig(out="/")
+
+
+def test_a_corrupt_fingerprint_says_to_re_run_extract_with_overwrite(tmp_path):
+    """`train`, `report` and `neighbours` read it too, and have no --overwrite of their own."""
+    from cifar_ray.store.features import FeatureStore
+    from cifar_ray.store.locations import Location
+
+    folder = tmp_path / "features" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "fingerprint.json").write_text("garbage{")
+    store = FeatureStore(Location(str(tmp_path)), "toy")
+    with pytest.raises(UserError, match=r"re-run `cifar-ray extract` with --overwrite to replace"):
+        store.read_fingerprint()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cifar_ray.errors import UserError
-from cifar_ray.store.features import FeatureStore
+from cifar_ray.store.features import REPLACE_STORE, FeatureStore
 from cifar_ray.store.layout import FINGERPRINT
 from cifar_ray.store.records import corrupt
 
@@ -24,6 +24,5 @@ def read_claim(store: FeatureStore, replacing: bool = False) -> tuple[dict | Non
         if replacing:
             return manifest, {}
         problem = f"it names {claimed['id']}, the manifest {manifest['fingerprint']}"
-        raise corrupt(f"{store.dir}/{FINGERPRINT}", problem,
-                      "use --overwrite to replace this store")  # fmt: skip
+        raise corrupt(f"{store.dir}/{FINGERPRINT}", problem, REPLACE_STORE)
     return manifest, claimed

@@ -46,6 +46,10 @@ from cifar_ray.store.records import (
 )
 from cifar_ray.store.shards import Shard
 
+# How to recover from a corrupt or mismatched fingerprint.json, said the same way whichever
+# command read it: only `extract` has --overwrite (train, report, neighbours do not).
+REPLACE_STORE = "re-run `cifar-ray extract` with --overwrite to replace this store"
+
 log = logging.getLogger(__name__)
 
 
@@ -149,7 +153,7 @@ class FeatureStore:
         """Everything that determines the feature values, with its "id"; None when unclaimed.
         A corrupt one is a UserError, unless `replacing` (--overwrite): then it reads as {},
         which matches no settings, so the store is replaced rather than blocked."""
-        recover = "use --overwrite to replace this store"
+        recover = REPLACE_STORE
         try:
             found = self.read_json(FINGERPRINT, recover)
             if found is not None and not isinstance(found.get("id"), str):
