@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cifar_ray.config import TrainConfig, absolute
@@ -47,3 +49,29 @@ def test_a_corrupt_fingerprint_says_to_re_run_extract_with_overwrite(tmp_path):
     store = FeatureStore(Location(str(tmp_path)), "toy")
     with pytest.raises(UserError, match=r"re-run `cifar-ray extract` with --overwrite to replace"):
         store.read_fingerprint()
+
+
+@pytest.mark.parametrize("kind", ["extract", "train"])
+def test_a_lease_taken_over_from_an_interrupted_run_leaves_no_leases_folder(tmp_path, kind):
+    """The interrupted run's lease file (its process gone) stays in OUT/leases/; the run that
+    takes it over gives it back and, before, left the folder it had not made, empty."""
+    import json
+    import socket
+    import subprocess
+
+    from cifar_ray.store import lease
+    from cifar_ray.store.layout import Layout
+    from cifar_ray.store.locations import Location
+
+    loc = Location(str(tmp_path / "out"))
+    stale = Path(Layout(loc).lease("toy", kind))
+    stale.parent.mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    body = {"run": "interrupted", "host": socket.gethostname(), "pid": gone.pid,
+            "since_unix": 0, "expires_unix": 4_000_000_000}  # fmt: skip
+    stale.write_text(json.dumps(body))
+    with lease.held(loc, ["toy"], kind=kind):
+        assert stale.exists()
+    assert not (tmp_path / "out" / "leases").exists()
+    assert (tmp_path / "out").is_dir()  # not the lease's to remove

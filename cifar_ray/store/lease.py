@@ -106,7 +106,12 @@ class Lease:
             with contextlib.suppress(StorageError, UserError, OSError):
                 if (_read(self.loc, path) or {}).get("run") == self.run:
                     self.loc.fs.delete_file(path)
-        for folder in self.made:  # a run refused, or that wrote nothing, leaves no folder
+        # OUT/leases/ (and leases/<kind>/) go when empty, whoever made them (an earlier run,
+        # interrupted, whose lease this one took over); a run refused, or that wrote nothing,
+        # leaves no folder of those it made either.
+        own = [Path(self.paths[0]).parent] if self.loc.is_local and self.paths else []
+        own += [own[0].parent] if own and self.kind != "extract" else []
+        for folder in [*own, *self.made]:
             with contextlib.suppress(OSError):
                 folder.rmdir()
 
