@@ -329,12 +329,17 @@ def _never_ready(cluster: FakeCluster, nodes: set[str]) -> None:
     cluster.start = stuck.__get__(cluster)
 
 
+def _run_bounded(cluster: FakeCluster, todo: list[Shard], start_bound_s: float):
+    actors = ElasticPool(cluster, clock=cluster.clock, start_bound_s=start_bound_s)
+    results = Scheduler(actors, cluster, clock=cluster.clock).run(todo)
+    actors.shutdown()
+    return actors, results
+
+
 def test_an_actor_placed_but_never_ready_is_a_failed_start_and_three_end_the_job(caplog):
     cluster = FakeCluster()
     _never_ready(cluster, {"n1"})
-    actors = ElasticPool(cluster, clock=cluster.clock, start_bound_s=30.0)
-    scheduler = Scheduler(actors, cluster, clock=cluster.clock)
-    results = scheduler.run(_shards(3))
+    _, results = _run_bounded(cluster, _shards(3), start_bound_s=30.0)
     assert len(cluster.actors) == pool.MAX_START_FAILURES and all(a.dead for a in cluster.actors)
     assert not results.records and sorted(results.failed) == [s.key for s in _shards(3)]
     (reason,) = set(results.failed.values())
@@ -350,6 +355,7 @@ def test_a_stuck_start_on_one_node_is_replaced_while_others_work():
     actors, results = _run_bounded(cluster, _shards(80), start_bound_s=10.0)
     assert _keys(results) == sorted(s.key for s in _shards(80)) and not results.failed
     assert [a.node for a in cluster.actors].count("bad") == 1 and actors.bad_nodes == {"bad"}
+    assert {r[1] for r in results.records} == {"good"}
 
 
 def test_an_actor_not_placed_yet_is_not_bounded():
@@ -362,11 +368,17 @@ def test_an_actor_not_placed_yet_is_not_bounded():
     assert len(cluster.actors) == 1 and not cluster.actors[0].dead and actors.starting
 
 
-def _run_bounded(cluster: FakeCluster, todo: list[Shard], start_bound_s: float):
-    actors = ElasticPool(cluster, clock=cluster.clock, start_bound_s=start_bound_s)
-    results = Scheduler(actors, cluster, clock=cluster.clock).run(todo)
-    actors.shutdown()
-    return actors, results
+def test_a_placed_actor_still_starting_is_said_as_such(caplog):
+    """Before: "waiting for the cluster to place" an actor that --local had placed at once."""
+    cluster = FakeCluster()
+    _never_ready(cluster, {"n1"})
+    actors = ElasticPool(cluster, clock=cluster.clock, start_bound_s=1000.0)
+    for _ in range(61):
+        cluster.now += 1.0
+        actors.poll()
+    said = [r.getMessage() for r in caplog.records if "no actor is up" in r.getMessage()]
+    assert said == ["no actor is up after 60 s: 1 actor(s) placed, still starting (building the "
+                    "model; bound 1000 s)"]  # fmt: skip
 
 
 # --- the watchdog ------------------------------------------------------------------------------
