@@ -42,8 +42,9 @@ class Placement:
 
 
 def placed_on(name: str) -> str | None:
-    """The node (its address with --local, else Ray's node id) the actor named `name` runs on,
-    or None while Ray has not placed it or cannot say (a state API error is not a stuck actor)."""
+    """On a cluster: Ray's id of the node the actor named `name` runs on (a process there runs
+    its constructor), or None while Ray has not placed it or cannot say (a state API error is
+    not a stuck actor). With --local, `Placement.placed` answers without asking."""
     try:
         found = state.list_actors(
             filters=[("name", "=", name)], raise_on_missing_output=False, timeout=5
