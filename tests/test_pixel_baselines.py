@@ -9,7 +9,7 @@ from cifar_ray.train import pixel_baselines
 from tests import cifar_files
 
 KEYS = {"name", "kind", "params", "accuracy", "test", "history", "fit_s", "infer_s",
-        "sample_predictions"}  # fmt: skip
+        "sample_predictions", "test_predictions"}  # fmt: skip
 
 
 def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,6 +38,7 @@ def test_learns_planted_signal_and_reproduces(name, data):
     assert first["test"]["accuracy"] == first["accuracy"]["test"]
     assert np.asarray(first["test"]["confusion"]).sum() == len(data["test"][1])
     assert len(first["sample_predictions"]) == 64
+    assert len(first["test_predictions"]) == len(data["test"][1])  # the audit's cleaned score
     history = first["history"]
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert len({len(v) for v in history.values()}) == 1
