@@ -28,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: no `<bool>` on flags, no markup read in help texts
-    help="Turn CIFAR-10/100 into embeddings with Ray actors, train classifiers, report.",
+    help="Turn image datasets into embeddings with Ray actors, train classifiers, report.",
 )
 
 EXIT_USER_ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
