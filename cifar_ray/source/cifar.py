@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_ray.errors import UserError, first_line
+from cifar_ray.errors import UserError
 from cifar_ray.source import safe_pickle
 from cifar_ray.source.archive import read_members
+from cifar_ray.source.download import download
 from cifar_ray.source.paths import check_data_dir
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -167,26 +168,6 @@ def _fine_to_coarse(splits: dict[str, Split], src: Source, where: str) -> tuple[
         missing = int(np.argmax(mapping < 0))
         raise UserError(f"{where}: fine class {missing} has no image, so no superclass")
     return tuple(int(v) for v in mapping)
-
-
-def download(src: Source = CIFAR10) -> Path:
-    """The official archive through Keras' cache, downloaded once per machine."""
-    from cifar_ray.embed.tfsetup import configure_tensorflow
-    from cifar_ray.locks import file_lock, keras_home
-
-    configure_tensorflow()
-    import keras
-
-    with file_lock(lock := keras_home() / "datasets" / src.archive.replace(".tar.gz", ".lock")):
-        try:
-            path = keras.utils.get_file(
-                src.archive, origin=src.url, file_hash=src.md5, cache_subdir="datasets",
-            )  # fmt: skip
-        except Exception as exc:  # get_file (no lock of its own) raises a bare Exception
-            lock.unlink(missing_ok=True)  # nothing was cached: leave nothing behind
-            why = f"cannot download {src.title} ({first_line(exc, 160, typed=False)})"
-            raise UserError(f"{why}; pass --data-dir") from None
-    return Path(path)
 
 
 def check_source(data_dir: str | None, src: Source = CIFAR10) -> None:
